@@ -1,0 +1,1 @@
+"""kefu dialog core: the Rasa project, the action server and the shop (commerce)."""

@@ -1,0 +1,1 @@
+"""The shop: catalog, customers, orders, coupons, checkout, returns and transcripts (SQL)."""

@@ -1,0 +1,78 @@
+"""One typed settings object for everything configurable (environment variables ``KEFU_*``)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEFU_", extra="forbid")
+
+    # where generated data, models and databases live
+    var_dir: Path = PROJECT_ROOT / "var"
+    # any SQLAlchemy URL; empty means SQLite at var/kefu.db
+    database_url: str = ""
+    # secret for signed checkout links and customer tokens; empty means var/secret.key
+    secret_key: str = ""
+
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    nlu_port: int = 5006
+    # the URL shoppers' browsers use to reach the gateway (checkout links, images)
+    public_url: str = ""
+
+    # NLU: below this calibrated confidence the parse becomes nlu_fallback
+    nlu_threshold: float = Field(0.45, ge=0.0, le=1.0)
+    nlu_model_dir: Path | None = None
+
+    # widget limits
+    max_text_chars: int = 2000  # characters in one shopper message
+    max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
+    rasa_timeout_s: float = 30.0  # seconds to wait for Rasa's reply
+
+    checkout_ttl_s: int = 30 * 60  # a checkout link expires after 30 minutes
+    customer_token_ttl_s: int = 24 * 3600
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'kefu.db'}"
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://{self.host}:{self.rasa_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.var_dir / "models"
+
+    @property
+    def nlu_model_path(self) -> Path:
+        return self.nlu_model_dir or self.models_dir / "nlu"
+
+    def signing_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        path = self.var_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
