@@ -1,0 +1,80 @@
+"""Turns a message into Rasa's parse format: postbacks, classifier, threshold, entities."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from nlu.classifier import IntentModel
+from nlu.entities import EntityExtractor
+from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
+
+# the pattern of Rasa's RegexMessageHandler (YAMLStoryReader._regex_message_pattern)
+_POSTBACK = re.compile(r"^/(?P<intent>[^{@]+)(?P<confidence>@[0-9.]+)?(?P<entities>{.+})?(?P<rest>.*)", re.S)
+RANKING_LENGTH = 10
+
+
+def parse_postback(text: str, known_intents: set[str] | None = None) -> ParseResult | None:
+    """``/intent{"entity": "value"}`` (buttons, quick replies) parsed as Rasa does; else None."""
+    stripped = text.strip()
+    match = _POSTBACK.match(stripped) if stripped.startswith("/") else None
+    if not match:
+        return None
+    intent = match.group("intent").strip()
+    if known_intents is not None and intent not in known_intents:
+        return None
+    confidence = 1.0
+    if match.group("confidence"):
+        try:
+            confidence = float(match.group("confidence")[1:])
+        except ValueError:
+            confidence = 0.0
+    entities: list[Entity] = []
+    if match.group("entities"):
+        try:
+            values = json.loads(match.group("entities"))
+        except json.JSONDecodeError:
+            values = {}
+        if isinstance(values, dict):
+            start, end = match.start("entities"), match.end("entities")
+            for name, value in values.items():
+                for item in value if isinstance(value, list) else [value]:
+                    entities.append(Entity(entity=name, value=item, start=start, end=end,
+                                           extractor="RegexMessageHandler"))
+    score = IntentScore(intent, confidence)
+    return ParseResult(text=stripped, intent=score, entities=entities, intent_ranking=[score])
+
+
+class MessageParser:
+    def __init__(self, model: IntentModel, threshold: float) -> None:
+        self.model = model
+        self.threshold = threshold
+        self.entities = EntityExtractor(model.meta.get("lookups", {}))
+        self.intents = set(model.labels) | {FALLBACK_INTENT}
+
+    def parse(self, text: str) -> ParseResult:
+        postback = parse_postback(text, self.intents)
+        if postback is not None:
+            return postback
+        return self.parse_batch([text])[0]
+
+    def parse_batch(self, texts: list[str]) -> list[ParseResult]:
+        probabilities = self.model.predict_proba(texts)
+        results = []
+        for text, row in zip(texts, probabilities):
+            order = row.argsort()[::-1][:RANKING_LENGTH]
+            ranking = [IntentScore(self.model.labels[i], round(float(row[i]), 6)) for i in order]
+            top = ranking[0]
+            if top.confidence < self.threshold:
+                # Rasa's FallbackClassifier convention: nlu_fallback first, the rest still ranked
+                top = IntentScore(FALLBACK_INTENT, top.confidence)
+                ranking = [top] + ranking
+            results.append(ParseResult(text=text, intent=top, entities=self.entities.extract(text),
+                                       intent_ranking=ranking))
+        return results
+
+
+def fallback_parse(text: str) -> ParseResult:
+    """What the server answers when it cannot parse: never an empty intent (Rasa would go silent)."""
+    score = IntentScore(FALLBACK_INTENT, 1.0)
+    return ParseResult(text=text, intent=score, entities=[], intent_ranking=[score])

@@ -1,0 +1,68 @@
+"""The NLU HTTP server Rasa calls through the ``nlu:`` endpoint (``POST /model/parse``)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from nlu.classifier import IntentModel
+from nlu.parser import MessageParser, fallback_parse
+
+log = logging.getLogger("kefu.nlu")
+
+MAX_TEXT_CHARS = 10_000  # longer input is cut before classification (the gateway allows 2,000)
+
+
+class ParseRequest(BaseModel):
+    text: str = ""
+    message_id: str | None = None
+    token: str | None = None
+
+
+class BatchRequest(BaseModel):
+    texts: list[str] = Field(max_length=512)
+
+
+def create_app(model_dir: Path, threshold: float) -> FastAPI:
+    state: dict[str, MessageParser] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        state["parser"] = MessageParser(IntentModel.load(model_dir), threshold)
+        log.info("intent model loaded from %s (%d intents)", model_dir, len(state["parser"].model.labels))
+        yield
+
+    app = FastAPI(title="kefu NLU", lifespan=lifespan)
+
+    @app.post("/model/parse")
+    async def parse(request: Request) -> JSONResponse:
+        reference = uuid.uuid4().hex[:12]
+        text = ""
+        try:
+            body = ParseRequest.model_validate_json(await request.body())
+            text = body.text
+            result = state["parser"].parse(text[:MAX_TEXT_CHARS])
+            log.info("parsed message=%s intent=%s confidence=%.3f entities=%s", body.message_id or reference,
+                     result.intent.name, result.intent.confidence, [e.entity for e in result.entities])
+        except Exception:  # the contract: Rasa must never receive an error, or it falls back silently
+            log.exception("parse failed (reference %s); answering nlu_fallback", reference)
+            result = fallback_parse(text)
+        return JSONResponse(result.to_rasa())
+
+    @app.post("/model/parse_batch")
+    async def parse_batch(body: BatchRequest) -> list[dict]:
+        return [r.to_rasa() for r in state["parser"].parse_batch([t[:MAX_TEXT_CHARS] for t in body.texts])]
+
+    @app.get("/status")
+    async def status() -> dict:
+        meta = state["parser"].model.meta
+        return {"version": meta["version"], "labels": meta["labels"], "metrics": meta["metrics"],
+                "data_sha256": meta["data_sha256"], "threshold": threshold}
+
+    return app

@@ -1,0 +1,36 @@
+"""Text normalisation and tokenisation shared by training and prediction.
+
+Chinese is split into characters, Latin script into lower-cased words, digits into runs, so
+code-switched messages ("这个sku有货吗") tokenise sensibly without a segmenter.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z]+(?:'[a-z]+)?|\d+|[^\s\w]", re.UNICODE)
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width digits and letters become ASCII) and lower case; offsets are kept."""
+    out = unicodedata.normalize("NFKC", text)
+    # NFKC may change the length (ligatures); fall back to per-character mapping then
+    if len(out) != len(text):
+        out = "".join(unicodedata.normalize("NFKC", c)[:1] or c for c in text)
+    return out.lower()
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(normalize(text))
+
+
+def detect_language(text: str) -> str | None:
+    """'zh' when the text has Chinese characters, 'en' when it has English words, else None."""
+    if _CJK.search(text):
+        return "zh"
+    if len(_LATIN_WORD.findall(text)) >= 2:
+        return "en"
+    return None
