@@ -66,7 +66,7 @@ def shop_export_lookups(out: Path = typer.Option(None, help="Rasa YAML file to w
 def nlu_train(data: list[Path] = typer.Option(None, help="Rasa NLU YAML files or directories"),
               out: Path = typer.Option(None, help="model directory"),
               if_changed: bool = typer.Option(False, help="skip when the model was trained on the same data"),
-              epochs: int = typer.Option(30, help="BiLSTM epochs")) -> None:
+              epochs: int = typer.Option(40, help="BiLSTM epochs")) -> None:
     """Train the FastText + BiLSTM intent classifier."""
     from tqdm import tqdm
 
@@ -103,6 +103,17 @@ def nlu_serve(model: Path = typer.Option(None, help="model directory"), port: in
                 port=port or settings.nlu_port, log_level="warning")
 
 
+@app.command("setup")
+def setup() -> None:
+    """Schema, demo shop, lookup tables, intent model and Rasa model: whatever is missing or stale."""
+    from assistant.setup import train_rasa
+
+    shop_generate(force=False, seed=7)
+    shop_export_lookups(out=None)
+    nlu_train(data=None, out=None, if_changed=True, epochs=40)
+    train_rasa(get_settings(), echo=typer.echo)
+
+
 @app.command("actions")
 def actions_serve(port: int = typer.Option(None)) -> None:
     """Run the rasa-sdk action server with kefu's dialog-to-action hooks."""
@@ -122,6 +133,8 @@ def gateway_serve(port: int = typer.Option(None)) -> None:
 
     _logging()
     settings = get_settings()
+    typer.echo(f"\n  kefu demo storefront with the chat widget: {settings.gateway_url}/\n"
+               f"  English storefront: {settings.gateway_url}/?lang=en\n")
     uvicorn.run(create_app(settings), host=settings.host, port=port or settings.gateway_port, log_level="warning")
 
 

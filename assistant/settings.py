@@ -17,6 +17,10 @@ class Settings(BaseSettings):
 
     # where generated data, models and databases live
     var_dir: Path = PROJECT_ROOT / "var"
+    # the Rasa tracker store (SQLite file), read by assistant/endpoints.yml
+    tracker_db: Path | None = None
+    # the Python 3.10 environment holding Rasa 3.6
+    rasa_venv: Path = PROJECT_ROOT / ".venv-rasa"
     # any SQLAlchemy URL; empty means SQLite at var/kefu.db
     database_url: str = ""
     # secret for signed checkout links and customer tokens; empty means var/secret.key
@@ -57,6 +61,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.var_dir / "models"
+
+    @property
+    def rasa_model_dir(self) -> Path:
+        return self.models_dir / "rasa"
 
     @property
     def nlu_model_path(self) -> Path:

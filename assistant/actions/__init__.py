@@ -1,0 +1,1 @@
+"""rasa-sdk action server package: kefu's dialog-to-action hooks (``kefu actions``)."""

@@ -1,0 +1,87 @@
+"""The gateway: the widget's WebSocket, its assets, the demo storefront and checkout pages."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from anyio import to_thread
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from sqlalchemy import select
+
+from assistant.commerce import checkout
+from assistant.commerce.db import session_factory
+from assistant.commerce.models import Product
+from assistant.settings import Settings
+from channels import pages
+from channels.chat import ChatHub, ChatSession
+from channels.rasa_client import RasaClient
+from channels.transcripts import TranscriptStore
+
+STATIC = Path(__file__).with_name("static")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    sessions = session_factory(settings.db_url)
+    hub = ChatHub(settings, TranscriptStore(sessions), RasaClient(settings.rasa_url, settings.rasa_timeout_s))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        await hub.rasa.aclose()
+
+    app = FastAPI(title="kefu gateway", lifespan=lifespan)
+
+    def lang_of(value: str | None) -> str:
+        return "en" if value == "en" else "zh"
+
+    @app.get("/", response_class=HTMLResponse)
+    async def storefront(lang: str | None = None) -> str:
+        def render() -> str:
+            with sessions() as session:
+                return pages.storefront(session, lang_of(lang))
+        return await to_thread.run_sync(render)
+
+    @app.get("/widget.js")
+    async def widget_js() -> FileResponse:
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript")
+
+    @app.get("/widget.css")
+    async def widget_css() -> FileResponse:
+        return FileResponse(STATIC / "widget.css", media_type="text/css")
+
+    @app.get("/checkout/{token}", response_class=HTMLResponse)
+    async def checkout_page(token: str, lang: str | None = None) -> HTMLResponse:
+        language = lang_of(lang)
+
+        def render() -> HTMLResponse:
+            with sessions() as session:
+                try:
+                    cart = checkout.load_cart(session, settings.signing_key(), token, settings.checkout_ttl_s)
+                except checkout.CheckoutError as error:
+                    status = {"expired": 410, "invalid": 400, "unavailable": 409}[error.code]
+                    return HTMLResponse(pages.checkout_error_page(error.code, language), status_code=status)
+                return HTMLResponse(pages.checkout_page(cart, language))
+        return await to_thread.run_sync(render)
+
+    @app.get("/shop/images/{sku}.svg")
+    async def product_image(sku: str) -> Response:
+        def render() -> Response:
+            with sessions() as session:
+                product = session.scalar(select(Product).where(Product.sku == sku))
+                if product is None:
+                    return JSONResponse({"error": f"no product with SKU {sku!r}"}, status_code=404)
+                return Response(pages.product_svg(product), media_type="image/svg+xml",
+                                headers={"Cache-Control": "public, max-age=86400"})
+        return await to_thread.run_sync(render)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.websocket("/ws/chat")
+    async def chat(websocket: WebSocket) -> None:
+        await ChatSession(hub, websocket).run()
+
+    return app

@@ -1,0 +1,133 @@
+"""The ``/ws/chat`` session: an explicit state machine (waiting for hello -> open -> closed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyio import to_thread
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from assistant.settings import Settings
+from channels import protocol
+from channels.rasa_client import RasaClient, RasaUnavailable
+from channels.transcripts import Stored, TranscriptStore, new_id
+
+log = logging.getLogger("kefu.gateway.chat")
+
+
+@dataclass
+class ChatHub:
+    """What every chat session shares: settings, storage, Rasa, one lock per conversation."""
+
+    settings: Settings
+    store: TranscriptStore
+    rasa: RasaClient
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, conversation_id: str) -> asyncio.Lock:
+        return self.locks.setdefault(conversation_id, asyncio.Lock())
+
+
+class ChatSession:
+    def __init__(self, hub: ChatHub, websocket: WebSocket) -> None:
+        self.hub = hub
+        self.ws = websocket
+        self.conversation_id: str | None = None
+        self.language = "zh"
+        self.customer_token: str | None = None
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        try:
+            while True:
+                frame = await self.ws.receive_text()
+                await self.handle_frame(frame)
+        except WebSocketDisconnect:
+            log.info("widget disconnected conversation=%s", self.conversation_id)
+
+    async def handle_frame(self, frame: str) -> None:
+        if len(frame.encode()) > self.hub.settings.max_frame_bytes:
+            return await self.error("frame_too_large")
+        try:
+            raw = json.loads(frame)
+        except json.JSONDecodeError:
+            return await self.error("malformed_json")
+        if not isinstance(raw, dict) or raw.get("type") not in protocol.CLIENT_TYPES:
+            return await self.error("unknown_type", got=str(raw.get("type") if isinstance(raw, dict) else type(raw).__name__)[:40])
+        if raw["type"] == "text" and isinstance(raw.get("text"), str) and \
+                len(raw["text"]) > self.hub.settings.max_text_chars:
+            return await self.error("text_too_long", limit=self.hub.settings.max_text_chars)
+        try:
+            message = protocol.client_message.validate_python(raw)
+        except ValidationError as error:
+            fields = sorted({".".join(str(p) for p in e["loc"][1:]) or "message" for e in error.errors()})
+            return await self.error("invalid_message", fields=fields)
+        if isinstance(message, (protocol.Hello, protocol.Resume)):
+            return await self.start(message)
+        if self.conversation_id is None:
+            return await self.error("not_started")
+        if isinstance(message, protocol.Media):
+            return await self.error("media_unsupported")
+        if isinstance(message, protocol.Text):
+            await self.turn(message.text, {"text": message.text}, "text", message.client_id)
+        elif isinstance(message, protocol.Postback):
+            await self.turn(message.payload, {"text": message.title or message.payload, "payload": message.payload},
+                            "postback", message.client_id)
+
+    async def start(self, message: protocol.Hello | protocol.Resume) -> None:
+        requested = message.conversation_id if isinstance(message, protocol.Resume) else None
+        self.language = message.language or self.language
+        self.customer_token = message.customer_token or self.customer_token
+        conversation_id, existed = await to_thread.run_sync(self.hub.store.open, requested, self.language)
+        self.conversation_id = conversation_id
+        last_seq = message.last_seq if isinstance(message, protocol.Resume) and existed else 0
+        await self.ws.send_json({"type": "welcome", "id": new_id("w"), "conversation_id": conversation_id,
+                                 "seq": await to_thread.run_sync(self.hub.store.last_seq, conversation_id),
+                                 "resumed": existed, "sender": "system"})
+        if requested and not existed:
+            await self.error("unknown_conversation")
+        for stored in await to_thread.run_sync(self.hub.store.since, conversation_id, last_seq):
+            await self.ws.send_json(stored.wire())
+        log.info("conversation %s %s", conversation_id, "resumed" if existed else "started")
+
+    async def turn(self, text_for_rasa: str, body: dict[str, Any], type_: str, client_id: str) -> None:
+        conversation_id = self.conversation_id
+        assert conversation_id is not None
+        async with self.hub.lock(conversation_id):
+            shopper = await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body, client_id)
+            await self.ws.send_json(shopper.wire())
+            if shopper.duplicate:  # resent after a reconnect: replay the answer instead of asking again
+                replies = await to_thread.run_sync(self.hub.store.replies_after, conversation_id, shopper.seq)
+                if replies:
+                    for stored in replies:
+                        await self.ws.send_json(stored.wire())
+                    return
+            await self.ws.send_json({"type": "typing", "id": new_id("t"), "seq": shopper.seq, "sender": "bot"})
+            metadata = {"language": self.language, "channel": "widget"}
+            if self.customer_token:
+                metadata["customer_token"] = self.customer_token
+            try:
+                replies = await self.hub.rasa.send(conversation_id, text_for_rasa, metadata)
+            except RasaUnavailable:
+                return await self.error("upstream_unavailable")
+            for kind, reply_body in replies:
+                stored = await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", kind, reply_body)
+                if kind == "handoff":
+                    await to_thread.run_sync(self.hub.store.mark_handoff, conversation_id)
+                await self.ws.send_json(stored.wire())
+
+    async def error(self, code: str, **detail: Any) -> None:
+        zh, en = protocol.ERROR_TEXT[code]
+        body = {"code": code, "text": (zh if self.language == "zh" else en).format(**detail), **detail}
+        if self.conversation_id:
+            stored: Stored = await to_thread.run_sync(self.hub.store.append, self.conversation_id, "system",
+                                                      "error", body)
+            await self.ws.send_json(stored.wire())
+        else:
+            await self.ws.send_json({**body, "type": "error", "id": new_id("e"), "seq": 0, "sender": "system"})
+        log.info("error reply code=%s conversation=%s", code, self.conversation_id)

@@ -1,0 +1,79 @@
+"""The widget's WebSocket protocol (``/ws/chat``), parsed at the edge into typed messages.
+
+Client -> server (JSON text frames):
+  {"type": "hello",    "language": "zh"|"en", "customer_token"?: str}             start a conversation
+  {"type": "resume",   "conversation_id": str, "last_seq": int, "language"?: ...}  reconnect; replays seq > last_seq
+  {"type": "text",     "text": str (1-2000 chars), "client_id": str}
+  {"type": "postback", "payload": "/intent{...}", "title": str, "client_id": str}
+  {"type": "image" | "audio", ...}                                               (answered: not supported yet)
+
+Server -> client: every message has "id", "seq" (per conversation, increasing; a message is
+stored before it is sent), "type" and "sender" ("shopper" | "bot" | "system"). Types: welcome,
+text, buttons, product_cards, coupon, checkout, order, stock, return, citations, unanswered,
+handoff, error; and "typing", which is not stored and repeats the last seq.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+Language = Literal["zh", "en"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Hello(_Message):
+    type: Literal["hello"]
+    language: Language = "zh"
+    customer_token: str | None = Field(None, max_length=2048)
+
+
+class Resume(_Message):
+    type: Literal["resume"]
+    conversation_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    last_seq: int = Field(0, ge=0)
+    language: Language | None = None
+    customer_token: str | None = Field(None, max_length=2048)
+
+
+class Text(_Message):
+    type: Literal["text"]
+    text: str = Field(min_length=1)
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class Postback(_Message):
+    type: Literal["postback"]
+    payload: str = Field(min_length=2, max_length=500, pattern=r"^/")
+    title: str = Field("", max_length=200)
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class Media(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image", "audio"]
+
+
+ClientMessage = Annotated[Hello | Resume | Text | Postback | Media, Field(discriminator="type")]
+client_message = TypeAdapter(ClientMessage)
+CLIENT_TYPES = ("hello", "resume", "text", "postback", "image", "audio")
+
+# error codes the widget knows how to show (message text is in the shopper's language)
+ERROR_TEXT: dict[str, tuple[str, str]] = {
+    "malformed_json": ("消息格式错误，已忽略。", "That message was not valid JSON and was ignored."),
+    "frame_too_large": ("消息太大了，已忽略。", "That message was too large and was ignored."),
+    "unknown_type": ("不支持的消息类型。", "That kind of message isn't supported."),
+    "invalid_message": ("消息内容不完整或格式不对。", "That message was incomplete or malformed."),
+    "text_too_long": ("消息太长了（最多{limit}字），请分几次发送。",
+                      "That message is too long (at most {limit} characters); please split it."),
+    "not_started": ("请先建立会话。", "Please start the conversation first."),
+    "unknown_conversation": ("会话已失效，已为您开始新的会话。", "That conversation has expired; a new one has started."),
+    "media_unsupported": ("暂时还不能处理图片和语音，请用文字描述。",
+                          "Photos and voice messages aren't supported yet; please describe it in text."),
+    "upstream_unavailable": ("抱歉，系统有点忙，请稍后重试。您的消息已保存。",
+                             "Sorry, I'm having trouble right now; please try again. Your message is saved."),
+}

@@ -1,0 +1,194 @@
+/* kefu chat widget: <script src="https://your-kefu/widget.js" data-lang="zh" defer></script>
+ * Optional attributes: data-lang="zh|en", data-customer-token="<signed token from the shop>", data-open="true".
+ * Speaks the /ws/chat protocol (see channels/protocol.py); resumes by sequence number after reconnects. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var origin = new URL(script.src, location.href).origin;
+  var lang = script.dataset.lang === "en" ? "en" : "zh";
+  var customerToken = script.dataset.customerToken || null;
+  var STORE = "kefu:" + origin;
+  var UI = {
+    zh: {title: "在线客服", placeholder: "输入消息…", send: "发送", open: "客服", typing: "正在输入…",
+         online: "在线", offline: "重新连接中…", coupon: "优惠券", expires: "有效期至", checkout: "去结算",
+         total: "实付", saved: "已优惠", stock: "库存", soldout: "缺货", order: "订单", handoff: "已为您转接人工客服",
+         min: "满", off: "减", source: "来源"},
+    en: {title: "Customer service", placeholder: "Type a message…", send: "Send", open: "Chat", typing: "typing…",
+         online: "online", offline: "reconnecting…", coupon: "Coupon", expires: "Expires", checkout: "Checkout",
+         total: "Total", saved: "Saved", stock: "In stock", soldout: "Sold out", order: "Order",
+         handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source"}
+  }[lang];
+
+  var state = load();
+  var ws = null, retry = 0, outbox = [], seen = {}, typingEl = null;
+
+  function load() {
+    try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
+  }
+  function save() { localStorage.setItem(STORE, JSON.stringify({conversation_id: state.conversation_id, last_seq: state.last_seq || 0})); }
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  // ---- layout
+  var css = el("link"); css.rel = "stylesheet"; css.href = origin + "/widget.css"; document.head.appendChild(css);
+  var root = el("div", "kefu-root");
+  var panel = el("div", "kefu-panel"); panel.setAttribute("role", "dialog"); panel.setAttribute("aria-label", UI.title);
+  var header = el("div", "kefu-header");
+  var titleBox = el("div"); titleBox.appendChild(el("div", null, UI.title));
+  var status = el("div", "kefu-status", UI.offline); titleBox.appendChild(status);
+  var close = el("button", "kefu-close", "×"); close.setAttribute("aria-label", "close");
+  header.appendChild(titleBox); header.appendChild(close);
+  var log = el("div", "kefu-log"); log.setAttribute("aria-live", "polite");
+  var quick = el("div", "kefu-quick");
+  var row = el("form", "kefu-input-row");
+  var input = el("input", "kefu-input"); input.placeholder = UI.placeholder; input.maxLength = 2000;
+  var send = el("button", "kefu-send", UI.send); send.type = "submit";
+  row.appendChild(input); row.appendChild(send);
+  panel.appendChild(header); panel.appendChild(log); panel.appendChild(quick); panel.appendChild(row);
+  var launcher = el("button", "kefu-launcher", UI.open); launcher.id = "kefu-launcher";
+  root.appendChild(panel); root.appendChild(launcher);
+  document.body.appendChild(root);
+
+  launcher.addEventListener("click", function () { panel.classList.add("kefu-open"); connect(); input.focus(); });
+  close.addEventListener("click", function () { panel.classList.remove("kefu-open"); });
+  row.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    submit({type: "text", text: text});
+  });
+
+  // ---- connection
+  function connect() {
+    if (ws && (ws.readyState === 0 || ws.readyState === 1)) return;
+    ws = new WebSocket(origin.replace(/^http/, "ws") + "/ws/chat");
+    ws.onopen = function () {
+      retry = 0;
+      var first = state.conversation_id
+        ? {type: "resume", conversation_id: state.conversation_id, last_seq: state.last_seq || 0, language: lang}
+        : {type: "hello", language: lang};
+      if (customerToken) first.customer_token = customerToken;
+      ws.send(JSON.stringify(first));
+    };
+    ws.onmessage = function (event) { receive(JSON.parse(event.data)); };
+    ws.onclose = function () {
+      status.textContent = UI.offline;
+      ws = null;
+      if (panel.classList.contains("kefu-open")) setTimeout(connect, Math.min(8000, 500 * Math.pow(2, retry++)));
+    };
+  }
+
+  function submit(message) {
+    message.client_id = "k" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+    outbox.push(message);
+    flush();
+  }
+  function flush() {
+    if (!ws || ws.readyState !== 1 || !state.ready) return;
+    while (outbox.length) ws.send(JSON.stringify(outbox.shift()));
+  }
+
+  // ---- rendering
+  function receive(msg) {
+    if (msg.type === "welcome") {
+      if (msg.conversation_id !== state.conversation_id) { log.textContent = ""; seen = {}; state.last_seq = 0; }
+      state.conversation_id = msg.conversation_id; state.ready = true; save();
+      status.textContent = UI.online;
+      flush();
+      return;
+    }
+    if (msg.type === "typing") { showTyping(); return; }
+    if (seen[msg.id]) return;
+    seen[msg.id] = true;
+    if (msg.seq) { state.last_seq = Math.max(state.last_seq || 0, msg.seq); save(); }
+    hideTyping();
+    render(msg);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function showTyping() { if (!typingEl) { typingEl = el("div", "kefu-typing", UI.typing); log.appendChild(typingEl); } }
+  function hideTyping() { if (typingEl) { typingEl.remove(); typingEl = null; } }
+
+  function bubble(cls, text) { var node = el("div", "kefu-msg " + cls, text); log.appendChild(node); return node; }
+
+  function setQuickReplies(buttons) {
+    quick.textContent = "";
+    (buttons || []).forEach(function (b) {
+      var button = el("button", null, b.title);
+      button.type = "button";
+      button.addEventListener("click", function () { quick.textContent = ""; submit({type: "postback", payload: b.payload, title: b.title}); });
+      quick.appendChild(button);
+    });
+  }
+
+  function render(msg) {
+    var node;
+    switch (msg.type) {
+      case "text":
+        node = bubble(msg.sender === "shopper" ? "kefu-shopper" : "kefu-bot", msg.text); break;
+      case "postback":
+        node = bubble("kefu-shopper", msg.text); break;
+      case "buttons":
+        node = bubble("kefu-bot", msg.text); setQuickReplies(msg.buttons); break;
+      case "product_cards":
+        node = el("div", "kefu-carousel");
+        msg.products.forEach(function (p) {
+          var card = el("div", "kefu-card"); card.dataset.sku = p.sku;
+          var img = el("img"); img.src = p.image; img.alt = p.name; img.loading = "lazy"; card.appendChild(img);
+          var body = el("div", "kefu-card-body");
+          body.appendChild(el("div", "kefu-name", p.name));
+          body.appendChild(el("div", "kefu-price", p.price_text));
+          body.appendChild(el("div", "kefu-stock", p.in_stock ? UI.stock + " " + p.stock : UI.soldout));
+          (p.buttons || []).forEach(function (b) {
+            var button = el("button", null, b.title); button.type = "button";
+            button.addEventListener("click", function () { submit({type: "postback", payload: b.payload, title: b.title + " · " + p.name}); });
+            body.appendChild(button);
+          });
+          card.appendChild(body); node.appendChild(card);
+        });
+        log.appendChild(node); break;
+      case "coupon":
+        node = el("div", "kefu-coupon");
+        node.appendChild(el("div", null, UI.coupon + " · " + msg.title));
+        node.appendChild(el("div", "kefu-code", msg.code));
+        node.appendChild(el("div", "kefu-status", UI.expires + " " + msg.expires_at.replace("T", " ").replace("Z", " UTC")));
+        log.appendChild(node); break;
+      case "checkout":
+        node = el("div", "kefu-checkout");
+        msg.items.forEach(function (i) { node.appendChild(el("div", null, i.name + " · " + i.color + " · " + i.size + " × " + i.quantity)); });
+        if (msg.discount) node.appendChild(el("div", "kefu-price", UI.saved + " ¥" + msg.discount));
+        node.appendChild(el("div", null, UI.total + " ¥" + msg.total));
+        var link = el("a", null, UI.checkout); link.href = msg.url; link.target = "_blank"; link.rel = "noopener";
+        node.appendChild(link);
+        log.appendChild(node); break;
+      case "order":
+        node = el("div", "kefu-order");
+        node.appendChild(el("strong", null, UI.order + " " + msg.order_id + " · " + msg.status_text));
+        var list = el("ol");
+        (msg.events || []).slice().reverse().forEach(function (e) { list.appendChild(el("li", null, e.time.replace("T", " ") + " " + e.location + " " + e.status)); });
+        node.appendChild(list);
+        log.appendChild(node); break;
+      case "handoff":
+        node = bubble("kefu-system", UI.handoff); break;
+      case "citations":
+        node = el("div", "kefu-msg kefu-system", UI.source + ": FAQ " + msg.faq_ids.join(", ")); log.appendChild(node); break;
+      case "error":
+        node = bubble("kefu-error", msg.text); break;
+      default:
+        return; // stock, return, unanswered: their text reply is already shown
+    }
+    node.dataset.seq = msg.seq;
+    node.dataset.type = msg.type;
+  }
+
+  if (script.dataset.open === "true" || state.conversation_id) {
+    if (script.dataset.open === "true") panel.classList.add("kefu-open");
+  }
+  window.kefu = {open: function () { launcher.click(); }, state: state};
+})();

@@ -1,0 +1,88 @@
+"""Conversation transcripts in the SQL database, with per-conversation sequence numbers."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.commerce.models import Conversation, TranscriptMessage, utcnow
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: str
+    seq: int
+    sender: str
+    type: str
+    body: dict[str, Any]
+    duplicate: bool = False  # the client had already sent this message (same client_id)
+
+    def wire(self) -> dict[str, Any]:
+        return {**self.body, "id": self.id, "seq": self.seq, "type": self.type, "sender": self.sender}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+class TranscriptStore:
+    """Synchronous; the gateway calls it from a worker thread."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def open(self, conversation_id: str | None, language: str) -> tuple[str, bool]:
+        """(conversation id, existed). An unknown id starts a new conversation."""
+        with self.sessions() as session:
+            if conversation_id and session.get(Conversation, conversation_id) is not None:
+                return conversation_id, True
+            conversation = Conversation(id=new_id("c"), language=language)
+            session.add(conversation)
+            session.commit()
+            return conversation.id, False
+
+    def append(self, conversation_id: str, sender: str, type_: str, body: dict[str, Any],
+               client_id: str | None = None) -> Stored:
+        with self.sessions() as session:
+            if client_id:
+                existing = session.scalar(select(TranscriptMessage).where(
+                    TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.client_id == client_id))
+                if existing:
+                    return Stored(existing.id, existing.seq, existing.sender, existing.type, existing.body, True)
+            seq = session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                                  .values(last_seq=Conversation.last_seq + 1, updated_at=utcnow())
+                                  .returning(Conversation.last_seq)).scalar_one()
+            message = TranscriptMessage(id=new_id("m"), conversation_id=conversation_id, seq=seq, sender=sender,
+                                        type=type_, body=body, client_id=client_id)
+            session.add(message)
+            session.commit()
+            return Stored(message.id, seq, sender, type_, body)
+
+    def since(self, conversation_id: str, last_seq: int) -> list[Stored]:
+        with self.sessions() as session:
+            rows = session.scalars(select(TranscriptMessage).where(
+                TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.seq > last_seq)
+                .order_by(TranscriptMessage.seq))
+            return [Stored(r.id, r.seq, r.sender, r.type, r.body) for r in rows]
+
+    def replies_after(self, conversation_id: str, seq: int) -> list[Stored]:
+        """Bot messages that answered the shopper message at ``seq`` (up to the next shopper message)."""
+        out = []
+        for message in self.since(conversation_id, seq):
+            if message.sender == "shopper":
+                break
+            out.append(message)
+        return out
+
+    def last_seq(self, conversation_id: str) -> int:
+        with self.sessions() as session:
+            return session.get(Conversation, conversation_id).last_seq
+
+    def mark_handoff(self, conversation_id: str) -> None:
+        with self.sessions() as session:
+            session.execute(update(Conversation).where(Conversation.id == conversation_id).values(handoff=True))
+            session.commit()
