@@ -117,11 +117,11 @@ def setup() -> None:
 @app.command("actions")
 def actions_serve(port: int = typer.Option(None)) -> None:
     """Run the rasa-sdk action server with kefu's dialog-to-action hooks."""
-    from rasa_sdk.endpoint import run
+    import os
 
-    _logging()
     settings = get_settings()
-    run("assistant.actions", port=port or settings.actions_port)
+    os.execv(sys.executable, [sys.executable, "-m", "rasa_sdk", "--actions", "assistant.actions",
+                              "--port", str(port or settings.actions_port)])
 
 
 @app.command("gateway")

@@ -75,8 +75,8 @@ class ActionSessionStart(Action):
         return events
 
 
-class _VerifiedOrderForm(FormValidationAction):
-    """Shared validation: a real order id, then proof of ownership."""
+class _VerifiedOrderSlots:
+    """Shared slot validation of the order forms: a real order id, then proof of ownership."""
 
     def validate_order_id(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                           domain: dict) -> dict[str, Any]:
@@ -132,17 +132,17 @@ class _VerifiedOrderForm(FormValidationAction):
         return {"phone_last4": match.group(1), "verification_failures": 0.0}
 
 
-class ValidateOrderLookupForm(_VerifiedOrderForm):
+class ValidateOrderLookupForm(_VerifiedOrderSlots, FormValidationAction):
     def name(self) -> str:
         return "validate_order_lookup_form"
 
 
-class ValidateCancelForm(_VerifiedOrderForm):
+class ValidateCancelForm(_VerifiedOrderSlots, FormValidationAction):
     def name(self) -> str:
         return "validate_cancel_form"
 
 
-class ValidateReturnForm(_VerifiedOrderForm):
+class ValidateReturnForm(_VerifiedOrderSlots, FormValidationAction):
     def name(self) -> str:
         return "validate_return_form"
 
