@@ -1,0 +1,139 @@
+"""The whole stack, as a shopper's widget sees it: gateway -> Rasa -> NLU server and actions."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from assistant.commerce.db import session_factory
+from assistant.commerce.models import Coupon, Customer, Order, TranscriptMessage
+from tests.chat_client import ChatClient, of_type, texts
+
+pytestmark = pytest.mark.e2e
+
+
+def an_order(stack, status: str, language: str = "en") -> tuple[str, str]:
+    """(order number, last 4 phone digits) of a demo order in ``status``."""
+    with session_factory(stack.settings.db_url)() as session:
+        order = session.scalars(select(Order).join(Customer).where(Order.status == status,
+                                                                     Customer.language == language)).first()
+        return order.order_no, order.customer.phone[-4:]
+
+
+def test_chinese_shopper_gets_cards_coupon_and_discounted_checkout(stack):
+    chat = ChatClient(stack.ws_url, "zh")
+    cards = of_type(chat.say("我想买一件羽绒服"), "product_cards")
+    assert cards and cards[0]["products"], "a product search answers with product cards"
+    product = cards[0]["products"][0]
+    assert "羽绒服" in product["name"] and product["image"].endswith(".svg") and product["price"] > 0
+
+    coupon = of_type(chat.say("有优惠券吗"), "coupon")[0]
+    assert re.fullmatch(r"CP[0-9A-F]{8}", coupon["code"])
+    again = of_type(chat.say("再给我一张优惠券"), "coupon")
+    assert not again or again[0]["code"] == coupon["code"], "one coupon per shopper"
+
+    checkout = of_type(chat.say("我要买这个"), "checkout")[0]
+    assert checkout["discount"] == coupon["discount"] and checkout["total"] == checkout["subtotal"] - coupon["discount"]
+    page = httpx.get(checkout["url"])
+    assert page.status_code == 200 and coupon["code"] in page.text and "-¥20.00" in page.text
+
+    with session_factory(stack.settings.db_url)() as session:
+        stored = session.scalar(select(Coupon).where(Coupon.code == coupon["code"]))
+        assert stored.threshold == 19900 and stored.discount == 2000 and stored.holder_key.startswith("visitor:")
+    chat.close()
+
+
+def test_checkout_link_is_signed_and_expires(stack):
+    chat = ChatClient(stack.ws_url, "en")
+    chat.say("show me running shoes")
+    url = of_type(chat.say("i'll take it"), "checkout")[0]["url"]
+    token = url.split("/checkout/")[1].split("?")[0]
+    tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    assert httpx.get(f"{stack.gateway}/checkout/{tampered}").status_code == 400
+    chat.close()
+
+
+def test_english_shopper_checks_own_order_and_is_refused_anothers(stack):
+    own, own_digits = an_order(stack, "shipped")
+    other, other_digits = an_order(stack, "delivered")
+    wrong = "0000" if other_digits != "0000" else "1111"
+    chat = ChatClient(stack.ws_url, "en")
+    asked = texts(chat.say("where is my order?"))
+    assert "order number" in asked
+    assert "last 4 digits" in texts(chat.say(own))
+    replies = chat.say(own_digits)
+    order = of_type(replies, "order")[0]
+    assert order["order_id"] == own and order["status"] == "shipped" and order["events"]
+
+    chat.say(f"track my order {other}")
+    refusal = chat.say(wrong)
+    assert "don't match" in texts(refusal) and not of_type(refusal, "order")
+    missing = chat.say("KF99999999")
+    assert "can't find order KF99999999" in texts(missing)
+    chat.close()
+
+
+def test_bad_input_gets_clear_errors_and_loses_nothing(stack):
+    chat = ChatClient(stack.ws_url, "en")
+    first = chat.say("hello")
+    assert of_type(first, "buttons") or of_type(first, "text")
+
+    cases = [
+        ("{not json", "malformed_json"),
+        (json.dumps({"type": "sticker"}), "unknown_type"),
+        (json.dumps({"type": "text", "text": 42, "client_id": "x"}), "invalid_message"),
+        (json.dumps({"type": "text", "text": "x" * 2001, "client_id": "long"}), "text_too_long"),
+        (json.dumps({"type": "text", "text": "y" * 70_000, "client_id": "huge"}), "frame_too_large"),
+        (json.dumps([1, 2, 3]), "unknown_type"),
+        (json.dumps({"type": "image", "data": "...."}), "media_unsupported"),
+    ]
+    for frame, code in cases:
+        chat.send_raw(frame)
+        reply = chat.recv()
+        assert reply["type"] == "error" and reply["code"] == code and reply["text"], (code, reply)
+
+    after = chat.say("thanks")  # the session survives
+    assert texts(after)
+    history = ChatClient(stack.ws_url, "en", resume=(chat.conversation_id, 0)).drain()
+    said = [m.get("text") for m in history if m["sender"] == "shopper"]
+    assert said == ["hello", "thanks"]
+    seqs = [m["seq"] for m in history]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    chat.close()
+
+
+def test_reconnect_resumes_without_loss_or_duplicates(stack):
+    chat = ChatClient(stack.ws_url, "zh")
+    chat.say("你好", client_id="hello-1")
+    last_seq = max(m["seq"] for m in chat.say("运费多少", client_id="faq-1"))
+    chat.close()
+
+    again = ChatClient(stack.ws_url, "zh", resume=(chat.conversation_id, last_seq))
+    assert again.welcome["resumed"] and again.drain() == []
+    resent = again.say("运费多少", client_id="faq-1")  # the widget resends an unacknowledged message
+    assert resent[0]["seq"] <= last_seq, "a resent message is stored once"
+    with session_factory(stack.settings.db_url)() as session:
+        rows = session.scalars(select(TranscriptMessage).where(
+            TranscriptMessage.conversation_id == chat.conversation_id)).all()
+    shopper = [r.body["text"] for r in rows if r.sender == "shopper"]
+    assert shopper == ["你好", "运费多少"]
+    answer = texts(resent)
+    assert "99" in answer, "the FAQ answer (free shipping over ¥99) is replayed"
+    again.close()
+
+
+def test_nlu_server_answers_a_valid_parse_for_anything(stack):
+    url = f"http://127.0.0.1:{stack.settings.nlu_port}/model/parse"
+    ok = httpx.post(url, json={"text": "我想买两件黑色羽绒服", "message_id": "m1"}).json()
+    assert ok["intent"]["name"] == "product_search"
+    assert {"quantity", "color", "product"} <= {e["entity"] for e in ok["entities"]}
+    for body in (b"{broken", b'{"text": 5}', b"[]"):
+        parsed = httpx.post(url, content=body).json()
+        assert parsed["intent"]["name"] == "nlu_fallback" and parsed["intent"]["confidence"] == 1.0
+    postback = httpx.post(url, json={"text": '/place_order{"product": "AP000"}'}).json()
+    assert postback["intent"] == {"name": "place_order", "confidence": 1.0}
+    assert postback["entities"][0]["value"] == "AP000"
