@@ -43,9 +43,9 @@ $(RASA_VENV)/.installed:
 	$(RASA_VENV)/bin/pip install -q rasa==3.6.21
 	touch $@
 
-# Debian packages the tests need: chromium for the browser tests (espeak-ng and sox for voice)
+# Debian packages the tests need: chromium and a CJK font for the browser tests (espeak-ng and sox for voice)
 system-deps:
-	@missing=""; for p in chromium espeak-ng sox; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in chromium fonts-wqy-zenhei espeak-ng sox; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \

@@ -100,11 +100,11 @@ def checkout_error_page(code: str, lang: str) -> str:
 
 def product_svg(product: Product) -> str:
     hue = product.image_hue
-    label = escape(product.name_en.split(" ", 1)[-1][:22])
+    label = escape(product.name_en.split(" ", 1)[-1][:30])
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="320" height="240" viewBox="0 0 320 240">'
             f'<defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="hsl({hue},70%,78%)"/>'
             f'<stop offset="1" stop-color="hsl({(hue + 40) % 360},70%,58%)"/></linearGradient></defs>'
             f'<rect width="320" height="240" fill="url(#g)"/><circle cx="160" cy="105" r="56" fill="#ffffff55"/>'
             f'<text x="160" y="122" font-size="48" text-anchor="middle" fill="#fff" font-family="sans-serif">'
-            f'{escape(product.name_zh[-2:])}</text><text x="160" y="210" font-size="18" text-anchor="middle" '
+            f'{escape(product.name_zh[-2:])}</text><text x="160" y="210" font-size="15" text-anchor="middle" '
             f'fill="#fff" font-family="sans-serif">{label}</text></svg>')

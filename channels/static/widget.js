@@ -19,13 +19,15 @@
          handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source"}
   }[lang];
 
-  var state = load();
+  // the conversation id survives page loads; last_seq counts what this page has rendered, so a
+  // new page replays the whole conversation and a reconnect only what it missed
+  var state = {conversation_id: load().conversation_id, last_seq: 0};
   var ws = null, retry = 0, outbox = [], seen = {}, typingEl = null;
 
   function load() {
     try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
   }
-  function save() { localStorage.setItem(STORE, JSON.stringify({conversation_id: state.conversation_id, last_seq: state.last_seq || 0})); }
+  function save() { localStorage.setItem(STORE, JSON.stringify({conversation_id: state.conversation_id})); }
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -106,7 +108,7 @@
     if (msg.type === "typing") { showTyping(); return; }
     if (seen[msg.id]) return;
     seen[msg.id] = true;
-    if (msg.seq) { state.last_seq = Math.max(state.last_seq || 0, msg.seq); save(); }
+    if (msg.seq) state.last_seq = Math.max(state.last_seq, msg.seq);
     hideTyping();
     render(msg);
     log.scrollTop = log.scrollHeight;
@@ -187,8 +189,6 @@
     node.dataset.type = msg.type;
   }
 
-  if (script.dataset.open === "true" || state.conversation_id) {
-    if (script.dataset.open === "true") panel.classList.add("kefu-open");
-  }
+  if (script.dataset.open === "true") launcher.click();
   window.kefu = {open: function () { launcher.click(); }, state: state};
 })();

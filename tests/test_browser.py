@@ -1,0 +1,110 @@
+"""A shopper in headless Chromium (Debian's) uses the real widget against the real stack."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.test_chat_e2e import an_order
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+ANSWER_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed: `make test` installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+_SHOWN = "document.querySelectorAll('.kefu-log > :not(.kefu-typing)').length"
+
+
+def send(page: Page, text: str) -> None:
+    """Type and send like a shopper, then wait for the echo and the bot's answer."""
+    before = page.evaluate(_SHOWN)
+    page.fill(".kefu-input", text)
+    page.click(".kefu-send")
+    wait_for_answer(page, before)
+
+
+def wait_for_answer(page: Page, before: int) -> None:
+    page.wait_for_function(f"{_SHOWN} >= {before + 2} && !document.querySelector('.kefu-typing')",
+                           timeout=ANSWER_TIMEOUT_MS)
+
+
+def test_chinese_shopper_buys_with_a_coupon(stack, browser, output_dir):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")  # phone width
+    page.goto(stack.gateway + "/")
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-status")).to_have_text("在线", timeout=ANSWER_TIMEOUT_MS)
+
+    send(page, "我想买一件羽绒服")
+    cards = page.locator(".kefu-carousel .kefu-card")
+    expect(cards.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(cards.first.locator(".kefu-name")).to_contain_text("羽绒服")
+    expect(cards.first.locator("img")).to_have_attribute("src", re.compile(r"/shop/images/.+\.svg$"))
+    page.screenshot(path=str(output_dir / "zh-1-product-cards.png"))
+
+    send(page, "有优惠券吗")
+    coupon = page.locator(".kefu-coupon .kefu-code")
+    expect(coupon).to_have_text(re.compile(r"CP[0-9A-F]{8}"), timeout=ANSWER_TIMEOUT_MS)
+    code = coupon.inner_text()
+    page.screenshot(path=str(output_dir / "zh-2-coupon.png"))
+
+    before = page.evaluate(_SHOWN)
+    cards.first.get_by_role("button", name="立即购买").click()
+    wait_for_answer(page, before)
+    link = page.locator(".kefu-checkout a")
+    expect(link).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "zh-3-checkout-link.png"))
+
+    with page.context.expect_page() as opened:
+        link.click()
+    checkout = opened.value
+    checkout.wait_for_load_state()
+    expect(checkout.locator("tr.discount")).to_contain_text(code)
+    expect(checkout.locator("tr.discount")).to_contain_text("-¥20.00")
+    subtotal = float(checkout.locator("tr.subtotal .num").inner_text().lstrip("¥").replace(",", ""))
+    total = float(checkout.locator("#total").inner_text().lstrip("¥").replace(",", ""))
+    assert total == pytest.approx(subtotal - 20)
+    checkout.screenshot(path=str(output_dir / "zh-4-checkout-page.png"), full_page=True)
+    page.close()
+
+
+def test_english_shopper_tracks_own_order_and_is_refused_anothers(stack, browser, output_dir):
+    own, own_digits = an_order(stack, "shipped")
+    other, other_digits = an_order(stack, "delivered")
+    page = browser.new_page(viewport={"width": 1280, "height": 860}, locale="en-US")
+    page.goto(stack.gateway + "/?lang=en")
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-status")).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
+
+    send(page, "where is my order")
+    send(page, own)
+    send(page, own_digits)
+    expect(page.locator(".kefu-order")).to_contain_text(own, timeout=ANSWER_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "en-1-own-order.png"))
+
+    send(page, f"track order {other}")
+    send(page, "0000" if other_digits != "0000" else "1111")
+    expect(page.locator(".kefu-log")).to_contain_text("don't match", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator(".kefu-order")).to_have_count(1)  # nothing about the other shopper's order
+    page.screenshot(path=str(output_dir / "en-2-refused.png"))
+
+    page.reload()  # the conversation survives a page reload (resume by sequence number)
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-order")).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator(".kefu-log")).to_contain_text("don't match")
+    page.close()
