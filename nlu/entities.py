@@ -23,11 +23,11 @@ _MEASURE_WORDS = "件|个|双|瓶|盒|支|套|条|台|包|袋|罐|只|份"
 
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    ("order_id", re.compile(r"(?<![\w])(?:kf[\s-]?)(\d{8})(?!\d)|(?<![\d\w])(\d{8})(?!\d)")),
+    ("order_id", re.compile(r"(?<![a-z0-9])(?:kf[\s-]?)(\d{8})(?!\d)|(?<![a-z0-9])(\d{8})(?!\d)")),
     ("phone", re.compile(r"(?<!\d)(1[3-9]\d{9})(?!\d)")),
     ("phone", re.compile(r"(?:尾号|后四位|后4位|last\s*(?:4|four)(?:\s*digits?)?(?:\s*(?:of\s*(?:my\s*)?phone))?"
                          r"(?:\s*(?:are|is|:))?)\s*(?:是|为|:)?\s*(\d{4})(?!\d)")),
-    ("coupon_code", re.compile(r"(?<![\w])((?:cp|vip)[0-9a-f]{8})(?![\w])")),
+    ("coupon_code", re.compile(r"(?<![a-z0-9])((?:cp|vip)[0-9a-f]{8})(?![a-z0-9])")),
     ("amount", re.compile(rf"(?:[¥￥$]|rmb\s*)\s*(\d+(?:\.\d+)?)|({_NUM})\s*(?:元|块钱|块|rmb|yuan|dollars?|usd|bucks)")),
     ("quantity", re.compile(rf"({_NUM})\s*(?:{_MEASURE_WORDS})|(?<![\w])(\d+)\s*(?:pcs|pieces|items|pairs?|units|bottles|boxes)\b")),
     ("size", re.compile(r"(?:size|尺码|码数|穿)\s*(xxl|xl|s|m|l|\d{2})(?![\w])|(?<!\d)(\d{2})\s*(?:码|号)|(?<![\w])(xxl|xl)(?![\w])")),

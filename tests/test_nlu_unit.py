@@ -1,0 +1,123 @@
+"""NLU pieces: Rasa YAML reading, postbacks, entities, train -> persist -> load -> same predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from nlu import classifier, data
+from nlu.classifier import IntentModel, TrainConfig
+from nlu.entities import EntityExtractor, chinese_number
+from nlu.parser import MessageParser, parse_postback
+from nlu.server import create_app
+
+TINY = """version: "3.1"
+nlu:
+- intent: greet
+  examples: |
+    - hi
+    - hello there
+    - 你好
+    - 在吗
+    - hey
+    - 亲在吗
+- intent: order_status
+  examples: |
+    - where is my order [KF10234567](order_id)
+    - track my package
+    - 我的快递到哪了
+    - 订单[KF10087421](order_id)发货了吗
+    - has it shipped
+    - 物流查一下
+- lookup: color
+  examples: |
+    - 黑色
+    - black
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("nlu")
+    (directory / "data.yml").write_text(TINY)
+    training = data.load([directory / "data.yml"])
+    model = classifier.train(training.examples, data_sha256=training.sha256, lookups=training.lookups,
+                             config=TrainConfig(epochs=25, fasttext_epochs=50, validation_fraction=0.0))
+    model.save(directory / "model")
+    return directory / "model"
+
+
+def test_rasa_annotations_are_stripped_with_offsets():
+    example = data.parse_example("订单[KF10087421](order_id)发货了吗", "order_status")
+    assert example.text == "订单KF10087421发货了吗"
+    name, value, start, end = example.entities[0]
+    assert (name, value) == ("order_id", "KF10087421") and example.text[start:end] == "KF10087421"
+    json_form = data.parse_example('i want [red]{"entity": "color", "value": "red"} shoes', "x")
+    assert json_form.text == "i want red shoes" and json_form.entities[0][:2] == ("color", "red")
+
+
+def test_postbacks_parse_like_rasas_regex_message_handler():
+    result = parse_postback('/place_order{"product": "AP000", "size": ["M", "L"]}')
+    assert result.intent.name == "place_order" and result.intent.confidence == 1.0
+    assert [(e.entity, e.value) for e in result.entities] == [("product", "AP000"), ("size", "M"), ("size", "L")]
+    text = '/place_order{"product": "AP000", "size": ["M", "L"]}'
+    assert result.entities[0].start == text.index("{") and result.entities[0].end == len(text)
+    assert parse_postback("/greet@0.5").intent.confidence == 0.5
+    assert parse_postback("/greet{broken").entities == []
+    assert parse_postback("hello") is None
+    assert parse_postback("/unknown_intent", known_intents={"greet"}) is None
+
+
+def test_entities_handle_chinese_numerals_and_full_width_digits():
+    extractor = EntityExtractor({"color": ["黑色", "black"], "product": ["羽绒服"]})
+    found = {(e.entity, e.value) for e in extractor.extract("我要两件黑色羽绒服，三百块以内，订单ＫＦ１０２３４５６７")}
+    assert {("quantity", 2), ("color", "黑色"), ("product", "羽绒服"), ("amount", 300),
+            ("order_id", "KF10234567")} <= found
+    english = {(e.entity, e.value) for e in extractor.extract("black boots under $80, mail me at a@b.com, 13812345678")}
+    assert {("color", "black"), ("amount", 80), ("email", "a@b.com"), ("phone", "13812345678")} <= english
+    assert chinese_number("一千二百") == 1200 and chinese_number("十五") == 15 and chinese_number("两") == 2
+
+
+def test_train_persist_load_same_predictions(tiny_model):
+    texts = ["你好呀", "where's my parcel", "订单到哪了", "hello"]
+    loaded = IntentModel.load(tiny_model)
+    again = IntentModel.load(tiny_model)
+    assert np.allclose(loaded.predict_proba(texts), again.predict_proba(texts))
+    meta = loaded.meta
+    assert meta["labels"] == ["greet", "order_status"] and meta["data_sha256"] and meta["version"]
+    predicted = [loaded.labels[i] for i in loaded.predict_proba(["hello there", "我的快递到哪了"]).argmax(1)]
+    assert predicted == ["greet", "order_status"]
+
+
+def test_loading_checks_the_artifact(tmp_path, tiny_model):
+    with pytest.raises(FileNotFoundError, match="kefu nlu train"):
+        IntentModel.load(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text('{"version": "something.else"}')
+    with pytest.raises(ValueError, match="Retrain"):
+        IntentModel.load(broken)
+
+
+def test_server_never_fails_and_falls_back_below_threshold(tiny_model):
+    with TestClient(create_app(tiny_model, threshold=0.999)) as client:
+        low = client.post("/model/parse", json={"text": "hello there"}).json()
+        assert low["intent"]["name"] == "nlu_fallback" and low["intent_ranking"][1]["name"] == "greet"
+        assert client.post("/model/parse", content=b"\xff\xfe").json()["intent"]["name"] == "nlu_fallback"
+        assert client.get("/status").json()["labels"] == ["greet", "order_status"]
+    with TestClient(create_app(tiny_model, threshold=0.0)) as client:
+        ok = client.post("/model/parse", json={"text": "where is my order KF10234567", "message_id": "m"}).json()
+        assert ok["intent"]["name"] == "order_status"
+        assert any(e["entity"] == "order_id" and e["value"] == "KF10234567" for e in ok["entities"])
+
+
+def test_parser_errors_become_nlu_fallback(tiny_model, monkeypatch):
+    with TestClient(create_app(tiny_model, threshold=0.0)) as client:
+        def explode(self, text):
+            raise RuntimeError("boom")
+        monkeypatch.setattr(MessageParser, "parse", explode)
+        reply = client.post("/model/parse", json={"text": "hi"})
+        assert reply.status_code == 200 and reply.json()["intent"] == {"name": "nlu_fallback", "confidence": 1.0}
