@@ -79,7 +79,7 @@ def nlu_train(data: list[Path] = typer.Option(None, help="Rasa NLU YAML files or
     if if_changed and training.is_up_to_date(data, out):
         typer.echo(f"intent model in {out} is up to date")
         return
-    bar = tqdm(total=epochs, desc="training BiLSTM", unit="epoch", file=sys.stderr)
+    bar = tqdm(total=2 * epochs, desc="training BiLSTM (split, then all data)", unit="epoch", file=sys.stderr)
 
     def progress(epoch: int, total: int, loss: float) -> None:
         bar.update(1)

@@ -28,6 +28,7 @@ from nlu.types import TrainingExample
 log = logging.getLogger(__name__)
 
 ARTIFACT_VERSION = "kefu.intent.fasttext-bilstm.v1"
+TRAINING_RECIPE = 2  # bump when training changes in a way that should retrain existing models
 MAX_TOKENS = 64  # tokens per message the classifier looks at
 
 
@@ -163,49 +164,25 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
     labels = sorted({e.intent for e in examples})
     index = {label: i for i, label in enumerate(labels)}
     train_set, validation = _stratified_split(examples, config.validation_fraction, config.seed)
-    tokens = sorted({token for e in train_set for token in tokenize(e.text)})
-    vocab = {token: i + 1 for i, token in enumerate(tokens)}
-    network = BiLSTMAttention(len(vocab), config.embedding_dim, config.hidden, len(labels), config.dropout)
-    with torch.no_grad():
-        for token, i in vocab.items():
-            network.embedding.weight[i] = torch.from_numpy(ft.get_word_vector(token))
-    subword_table = network.embedding.weight.detach().clone()  # the fastText vector of every known token
-    model = IntentModel(ft, network, vocab, labels, 1.0, {})
-    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    targets = torch.tensor([index[e.intent] for e in train_set])
-    for epoch in range(config.epochs):
-        network.train()
-        order = torch.randperm(len(train_set))
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start:start + config.batch_size].tolist()
-            ids, vectors, lengths = model._inputs([train_set[r].text for r in rows])
-            # token dropout to the subword path: the classifier must cope with unseen words
-            unseen = torch.rand(ids.shape) < 0.1
-            vectors = torch.where(unseen.unsqueeze(-1), subword_table[ids], vectors)
-            ids = ids.masked_fill(unseen, 0)
-            loss = loss_fn(network(ids, vectors, lengths), targets[rows])
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-            optimiser.step()
-            total += loss.item() * len(rows)
-        if progress:
-            progress(epoch + 1, config.epochs, total / len(train_set))
-    network.eval()
-
+    model = _fit(ft, train_set, labels, config, progress)
     metrics: dict[str, float] = {"train_examples": len(train_set), "validation_examples": len(validation)}
     if validation:
         with torch.inference_mode():
-            logits = network(*model._inputs([e.text for e in validation]))
+            logits = model.network(*model._inputs([e.text for e in validation]))
         gold = torch.tensor([index[e.intent] for e in validation])
-        model.temperature = _fit_temperature(logits, gold)
-        probs = torch.softmax(logits / model.temperature, -1)
+        temperature = _fit_temperature(logits, gold)
+        probs = torch.softmax(logits / temperature, -1)
         metrics["validation_accuracy"] = float((probs.argmax(-1) == gold).float().mean())
         metrics["validation_nll"] = float(nn.functional.nll_loss(probs.log(), gold))
+        # the shipped network learns from every hand-written example; it keeps the temperature
+        # calibrated on the held-out split (same architecture, seed and epochs)
+        model = _fit(ft, examples, labels, config, progress)
+        model.temperature = temperature
+        metrics["final_train_examples"] = len(examples)
+    vocab = model.vocab
     model.meta = {
         "version": ARTIFACT_VERSION,
+        "training_recipe": TRAINING_RECIPE,
         "labels": labels,
         "embedding_dim": config.embedding_dim,
         "hidden": config.hidden,
@@ -218,6 +195,45 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
         "metrics": metrics,
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    return model
+
+
+def _fit(ft, examples: list[TrainingExample], labels: list[str], config: TrainConfig,
+         progress: Callable[[int, int, float], None] | None) -> IntentModel:
+    """Train a fresh BiLSTM on ``examples`` (fastText vectors fixed); temperature 1."""
+    torch.manual_seed(config.seed)
+    index = {label: i for i, label in enumerate(labels)}
+    tokens = sorted({token for e in examples for token in tokenize(e.text)})
+    vocab = {token: i + 1 for i, token in enumerate(tokens)}
+    network = BiLSTMAttention(len(vocab), config.embedding_dim, config.hidden, len(labels), config.dropout)
+    with torch.no_grad():
+        for token, i in vocab.items():
+            network.embedding.weight[i] = torch.from_numpy(ft.get_word_vector(token))
+    subword_table = network.embedding.weight.detach().clone()  # the fastText vector of every known token
+    model = IntentModel(ft, network, vocab, labels, 1.0, {})
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    targets = torch.tensor([index[e.intent] for e in examples])
+    for epoch in range(config.epochs):
+        network.train()
+        order = torch.randperm(len(examples))
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start:start + config.batch_size].tolist()
+            ids, vectors, lengths = model._inputs([examples[r].text for r in rows])
+            # token dropout to the subword path: the classifier must cope with unseen words
+            unseen = torch.rand(ids.shape) < 0.1
+            vectors = torch.where(unseen.unsqueeze(-1), subword_table[ids], vectors)
+            ids = ids.masked_fill(unseen, 0)
+            loss = loss_fn(network(ids, vectors, lengths), targets[rows])
+            optimiser.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+            optimiser.step()
+            total += loss.item() * len(rows)
+        if progress:
+            progress(epoch + 1, config.epochs, total / len(examples))
+    network.eval()
     return model
 
 

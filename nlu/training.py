@@ -18,6 +18,7 @@ def is_up_to_date(data_paths: list[Path], out: Path) -> bool:
     except json.JSONDecodeError:
         return False
     return stored.get("version") == classifier.ARTIFACT_VERSION and \
+        stored.get("training_recipe") == classifier.TRAINING_RECIPE and \
         stored.get("data_sha256") == data.load(data_paths).sha256
 
 
