@@ -4,6 +4,7 @@ database schema, demo shop, catalog lookup tables, the intent model and the Rasa
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -41,8 +42,6 @@ def train_rasa(settings: Settings, echo=print) -> Path:  # type: ignore[no-untyp
     for old in models:
         old.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    import os
-
     env = {**os.environ, **rasa_env(settings)}
     subprocess.run([str(settings.rasa_venv / "bin" / "rasa"), "train", "core", "--domain", "domain.yml",
                     "--stories", "data", "--config", "config.yml", "--out", str(out)],

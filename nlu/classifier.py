@@ -147,7 +147,6 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     corpus_lines = [" ".join(tokenize(e.text)) for e in examples]
     corpus_lines += [" ".join(tokenize(t)) for t in extra_corpus]

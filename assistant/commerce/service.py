@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
