@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from assistant.actions.context import image_url, language, latest_entity, shop_session, t, yuan
 from assistant.commerce.models import Product
-from assistant.commerce.service import find_product, pick_variant, search_products
+from assistant.commerce.service import find_product, matching_variants, search_products
 
 MAX_CARDS = 6
 
@@ -138,9 +138,7 @@ class ActionCheckStock(Action):
                 dispatcher.utter_message(text=t(lang, "想查哪款商品的库存呢？", "Which product should I check?"))
                 return []
             name = product.name_zh if lang == "zh" else product.name_en
-            variants = [v for v in product.variants
-                        if (not color or color.lower() in (v.color_zh, v.color_en.lower()))
-                        and (not size or size.upper() in v.size.upper().split(" "))] or product.variants
+            variants = matching_variants(product, color=color, size=size)
             rows = []
             for v in variants:
                 colour = v.color_zh if lang == "zh" else v.color_en

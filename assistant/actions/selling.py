@@ -11,7 +11,7 @@ from assistant.actions.catalog import current_product
 from assistant.actions.context import language, latest_entity, shop_session, t, yuan
 from assistant.commerce import checkout
 from assistant.commerce.models import Coupon
-from assistant.commerce.service import coupon_discount, holder_key, issue_coupon, pick_variant
+from assistant.commerce.service import CHAT_COUPON_DAYS, coupon_discount, holder_key, issue_coupon, pick_variant
 from assistant.settings import get_settings
 
 
@@ -31,10 +31,10 @@ class ActionIssueCoupon(Action):
                                   d=coupon.discount // 100)}
         text = t(lang, "给您发了一张满{th}元减{d}元的优惠券，{days}天内有效，结算时自动使用～",
                  "Here's a coupon: ¥{d} off orders of ¥{th} or more, valid for {days} days. It's applied at checkout.",
-                 th=payload["threshold"], d=payload["discount"], days=7) if created else \
+                 th=coupon.threshold // 100, d=coupon.discount // 100, days=CHAT_COUPON_DAYS) if created else \
             t(lang, "您已经领过这张优惠券啦（每人限领一张），结算时会自动使用。",
               "You already have this coupon (one per shopper); it's applied at checkout.")
-        dispatcher.utter_message(text=text.replace(".0", ""))
+        dispatcher.utter_message(text=text)
         dispatcher.utter_message(json_message=payload)
         return [SlotSet("coupon_code", payload["code"])]
 

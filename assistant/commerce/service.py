@@ -71,14 +71,19 @@ def find_product(session: Session, ref: str) -> Product | None:
         Product.name_zh.contains(ref), Product.name_en.ilike(f"%{ref}%"))).order_by(Product.id)).first()
 
 
-def pick_variant(product: Product, *, color: str | None = None, size: str | None = None) -> Variant | None:
-    """The variant that matches colour and size, preferring one in stock."""
+def matching_variants(product: Product, *, color: str | None = None, size: str | None = None) -> list[Variant]:
+    """The variants in ``color`` and ``size`` (either may be None), or all when none match."""
     def matches(v: Variant) -> bool:
         ok_colour = not color or color.lower() in (v.color_zh, v.color_en.lower())
         ok_size = not size or size.upper() in v.size.upper().split(" ")
         return ok_colour and ok_size
 
-    candidates = [v for v in product.variants if matches(v)] or list(product.variants)
+    return [v for v in product.variants if matches(v)] or list(product.variants)
+
+
+def pick_variant(product: Product, *, color: str | None = None, size: str | None = None) -> Variant | None:
+    """The variant that matches colour and size, preferring one in stock."""
+    candidates = matching_variants(product, color=color, size=size)
     in_stock = [v for v in candidates if v.stock > 0]
     return (in_stock or candidates or [None])[0]
 
