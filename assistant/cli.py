@@ -20,6 +20,7 @@ app.add_typer(shop_app, name="shop")
 app.add_typer(nlu_app, name="nlu")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
+DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
 
 
 def _logging() -> None:
@@ -65,39 +66,85 @@ def shop_export_lookups(out: Path = typer.Option(None, help="Rasa YAML file to w
 @nlu_app.command("train")
 def nlu_train(data: list[Path] = typer.Option(None, help="Rasa NLU YAML files or directories"),
               out: Path = typer.Option(None, help="model directory"),
+              validation: list[Path] = typer.Option(None, help="Rasa NLU YAML for calibration "
+                                                    "(default: a stratified split of --data)"),
               if_changed: bool = typer.Option(False, help="skip when the model was trained on the same data"),
-              epochs: int = typer.Option(40, help="BiLSTM epochs")) -> None:
-    """Train the FastText + BiLSTM intent classifier."""
-    from tqdm import tqdm
-
-    from nlu import classifier, training
+              epochs: int = typer.Option(None, help="BiLSTM epochs (default: by data size)"),
+              augment: int = typer.Option(None, help="generated variants per example (default: 2 for kefu's "
+                                          "own data, 0 for any other data)"),
+              chinese: str = typer.Option("chars", help="Chinese tokens: chars or jieba")) -> None:
+    """Train the FastText + BiLSTM intent classifier on any Rasa-format NLU data."""
+    from nlu import training
 
     settings = get_settings()
+    own_data = not data
     data = data or DEFAULT_NLU_DATA + [settings.var_dir / "data" / "catalog_lookups.yml"]
     data = [p for p in data if p.exists() or p not in DEFAULT_NLU_DATA]
     out = out or settings.nlu_model_path
-    if if_changed and training.is_up_to_date(data, out):
+    config = training.config_for(epochs=epochs, augment=(2 if own_data else 0) if augment is None else augment,
+                                 chinese=chinese)
+    if if_changed and training.is_up_to_date(data, out, config):
         typer.echo(f"intent model in {out} is up to date")
         return
-    bar = tqdm(total=2 * epochs, desc="training BiLSTM (split, then all data)", unit="epoch", file=sys.stderr)
+    model = training.train_from_files(data, out, config, validation=validation or None,
+                                      progress=training.ProgressBar())
+    metrics = model.meta["metrics"]
+    typer.echo(f"intent model saved to {out} ({len(model.labels)} intents, "
+               f"{metrics['train_examples']} training examples, {metrics['train_seconds']:.0f} s); "
+               f"validation accuracy {metrics.get('validation_accuracy', float('nan')):.3f}, "
+               f"temperature {model.temperature:.2f}, fallback threshold {model.threshold:.2f}")
 
-    def progress(epoch: int, total: int, loss: float) -> None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
 
-    model = training.train_from_files(data, out, classifier.TrainConfig(epochs=epochs), progress)
-    bar.close()
-    typer.echo(f"intent model saved to {out}: {model.meta['metrics']}")
+@nlu_app.command("evaluate")
+def nlu_evaluate(model: Path = typer.Option(None, help="model directory"),
+                 data: list[Path] = typer.Option(None, help="Rasa NLU YAML test data (default: kefu's "
+                                                 "held-out test split)"),
+                 report: Path = typer.Option(Path("reports/nlu"), help="directory for the report files"),
+                 threshold: float = typer.Option(None, help="fallback threshold (default: the model's "
+                                                 "calibrated one)")) -> None:
+    """Write intent_report.json, intent_errors.json, the confusion matrix and confidence histogram."""
+    from nlu import data as nlu_data
+    from nlu.classifier import IntentModel
+    from nlu.evaluate import evaluate
+
+    settings = get_settings()
+    intent_model = IntentModel.load(model or settings.nlu_model_path)
+    test = nlu_data.load(data or [DEFAULT_NLU_TEST])
+    summary = evaluate(intent_model, test.examples, report, threshold)
+    typer.echo(f"{summary['examples']} examples, {summary['intents']} intents: accuracy {summary['accuracy']:.4f}, "
+               f"macro F1 {summary['macro_f1']:.4f}, fallback rate {summary['fallback_rate']:.3f}"
+               + (f", OOS recall {summary['oos_recall']:.3f}, in-scope accuracy {summary['in_scope_accuracy']:.4f}"
+                  if summary["oos_recall"] is not None else "")
+               + f"; single message p50 {summary['single_utterance_ms']['p50']:.2f} ms. Report in {report}/")
+
+
+@nlu_app.command("convert")
+def nlu_convert(source: Path = typer.Argument(..., help="dataset file or directory"),
+                out: Path = typer.Option(..., help="Rasa NLU YAML file to write"),
+                fmt: str = typer.Option(None, "--format", help="clinc150, banking77 or seq (HWU64/SNIPS "
+                                        "seq.in + label directory); guessed from the source when omitted"),
+                split: str = typer.Option("train", help="CLINC150 split: train, val or test")) -> None:
+    """Convert CLINC150 (json), Banking77 (csv) or HWU64/SNIPS (seq.in/label) into Rasa NLU YAML."""
+    from nlu import convert
+
+    fmt = fmt or ("clinc150" if source.suffix == ".json" else "banking77" if source.suffix == ".csv"
+                  else "seq" if source.is_dir() else "")
+    if not fmt:
+        raise typer.BadParameter(f"cannot tell the format of {source}; pass --format", param_hint="--format")
+    n = convert.convert(fmt, source, out, split)
+    typer.echo(f"wrote {n} examples to {out}")
 
 
 @nlu_app.command("serve")
 def nlu_serve(model: Path = typer.Option(None, help="model directory"), port: int = typer.Option(None)) -> None:
     """Serve ``POST /model/parse`` for Rasa's ``nlu:`` endpoint."""
+    import torch
     import uvicorn
 
     from nlu.server import create_app
 
     _logging()
+    torch.set_num_threads(1)  # one message at a time: a single thread answers fastest
     settings = get_settings()
     uvicorn.run(create_app(model or settings.nlu_model_path, settings.nlu_threshold), host=settings.host,
                 port=port or settings.nlu_port, log_level="warning")
@@ -110,7 +157,7 @@ def setup() -> None:
 
     shop_generate(force=False, seed=7)
     shop_export_lookups(out=None)
-    nlu_train(data=None, out=None, if_changed=True, epochs=40)
+    nlu_train(data=None, out=None, validation=None, if_changed=True, epochs=None, augment=None, chinese="chars")
     train_rasa(get_settings(), echo=typer.echo)
 
 

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     public_url: str = ""
 
     # NLU: below this calibrated confidence the parse becomes nlu_fallback
-    nlu_threshold: float = Field(0.45, ge=0.0, le=1.0)
+    nlu_threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: the model's calibrated one
     nlu_model_dir: Path | None = None
 
     # widget limits

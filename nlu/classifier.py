@@ -1,9 +1,11 @@
 """FastText subword embeddings (trained by us, unsupervised) feeding a BiLSTM with attention.
 
-``train`` learns fastText vectors on all the training text, then a BiLSTM on those (frozen)
-vectors; out-of-vocabulary words still get vectors from their character n-grams. Confidences
-are temperature-scaled on a held-out validation split. ``IntentModel.save``/``load`` persist an
-artifact that describes itself (``meta.json``: labels, dimensions, data hash, metrics).
+``train`` learns fastText vectors on all the training text, then a BiLSTM whose embedding
+table starts from those vectors; words never seen in training still get a vector from their
+character n-grams. A hashed bag of word n-grams (fastText's supervised trick) sits beside the
+BiLSTM. Confidences are temperature-scaled on a validation split, and the fallback threshold is
+calibrated on the same split. ``IntentModel.save``/``load`` persist an artifact that describes
+itself (``meta.json``: labels, dimensions, tokenizer, data hash, calibration, metrics).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import random
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,42 +32,59 @@ from nlu.types import TrainingExample
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_VERSION = "kefu.intent.fasttext-bilstm.v1"
-TRAINING_RECIPE = 2  # bump when training changes in a way that should retrain existing models
+ARTIFACT_VERSION = "kefu.intent.fasttext-bilstm.v2"
+TRAINING_RECIPE = 3  # bump when training changes in a way that should retrain existing models
 MAX_TOKENS = 64  # tokens per message the classifier looks at
+OUT_OF_SCOPE = "out_of_scope"
+
+Progress = Callable[[str, int, int, float], None]  # (stage, step, steps, loss)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    embedding_dim: int = 64  # fastText vector size
-    fasttext_epochs: int = 200  # passes of unsupervised fastText over the (small) corpus
-    fasttext_lr: float = 0.1
-    fasttext_buckets: int = 100_000  # hashed n-gram rows (size of the .bin: buckets x dim x 4 bytes)
-    hidden: int = 96  # LSTM units per direction
+    embedding_dim: int = 100  # fastText vector size
+    fasttext_epochs: int | None = None  # None: enough passes for ~3M tokens, 5..200
+    fasttext_lr: float = 0.05
+    fasttext_buckets: int = 200_000  # hashed n-gram rows (the .bin is buckets x dim x 4 bytes)
+    hidden: int = 128  # LSTM units per direction
+    ngram_buckets: int = 100_000  # hashed word uni/bigrams beside the BiLSTM; 0 turns them off
+    members: int = 1  # networks trained from different seeds, logits averaged
     dropout: float = 0.3
-    epochs: int = 30
+    epochs: int | None = None  # None: by data size
     batch_size: int = 32
     learning_rate: float = 3e-3
-    validation_fraction: float = 0.1  # held out for temperature scaling and the reported metrics
+    validation_fraction: float = 0.1  # held out for calibration when no validation data is given
+    refit: bool = True  # after calibrating on a split, retrain on every example
+    augment: int = 0  # generated variants per training example (nlu.augment)
+    chinese: str = "chars"  # Chinese tokens: "chars" or "jieba"
+    fallback_budget: float = 0.01  # share of correct validation answers the fallback threshold may drop
     seed: int = 13
+
+    def epochs_for(self, n_examples: int) -> int:
+        if self.epochs:
+            return self.epochs
+        return 40 if n_examples < 3000 else 25 if n_examples < 8000 else 15
 
 
 class BiLSTMAttention(nn.Module):
-    """Token vectors -> BiLSTM -> attention and max pooling -> intent logits.
+    """Token vectors -> BiLSTM -> attention and max pooling (+ bag of n-grams) -> intent logits.
 
     Tokens seen in training have a trainable embedding initialised from their fastText vector;
     unseen tokens (id 0) use the fastText vector built from their character n-grams.
     """
 
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden: int, n_labels: int, dropout: float) -> None:
+    def __init__(self, vocab_size: int, embedding_dim: int, hidden: int, n_labels: int, dropout: float,
+                 ngram_buckets: int = 0) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size + 1, embedding_dim, padding_idx=0)
         self.lstm = nn.LSTM(embedding_dim, hidden, batch_first=True, bidirectional=True)
         self.attention = nn.Linear(2 * hidden, 1)
         self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(4 * hidden, n_labels)
+        self.ngrams = nn.EmbeddingBag(ngram_buckets, hidden, mode="mean", sparse=True) if ngram_buckets else None
+        self.output = nn.Linear(4 * hidden + (hidden if ngram_buckets else 0), n_labels)
 
-    def forward(self, ids: torch.Tensor, subword_vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, subword_vectors: torch.Tensor, lengths: torch.Tensor,
+                ngram_ids: torch.Tensor | None = None, ngram_offsets: torch.Tensor | None = None) -> torch.Tensor:
         vectors = torch.where((ids > 0).unsqueeze(-1), self.embedding(ids), subword_vectors)
         packed = pack_padded_sequence(vectors, lengths.cpu(), batch_first=True, enforce_sorted=False)
         states, _ = self.lstm(packed)
@@ -71,41 +93,93 @@ class BiLSTMAttention(nn.Module):
         scores = self.attention(states).squeeze(-1).masked_fill(~mask, float("-inf"))
         attended = (torch.softmax(scores, dim=1).unsqueeze(-1) * states).sum(1)
         pooled = states.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
-        return self.output(self.dropout(torch.cat([attended, pooled], dim=-1)))
+        features = [attended, pooled]
+        if self.ngrams is not None:
+            features.append(self.ngrams(ngram_ids, ngram_offsets))
+        return self.output(self.dropout(torch.cat(features, dim=-1)))
+
+
+class Ensemble(nn.Module):
+    """Members trained from different seeds; their logits are averaged."""
+
+    def __init__(self, members: list[BiLSTMAttention]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.members[0].embedding.embedding_dim
+
+    @property
+    def ngram_buckets(self) -> int:
+        return self.members[0].ngrams.num_embeddings if self.members[0].ngrams is not None else 0
+
+    def forward(self, *inputs) -> torch.Tensor:
+        if len(self.members) == 1:
+            return self.members[0](*inputs)
+        return torch.stack([member(*inputs) for member in self.members]).mean(0)
+
+
+def _ngram_ids(tokens: list[str], buckets: int) -> list[int]:
+    """Hashed word unigrams, bigrams and the character trigrams of longer words.
+
+    Stable across processes (crc32, not ``hash``); the trigrams make typos ("recieved") land
+    near the word they misspell.
+    """
+    grams = tokens + [f"{a}\u241f{b}" for a, b in zip(tokens, tokens[1:])]
+    for token in tokens:
+        if len(token) > 3:
+            padded = f"<{token}>"
+            grams += [f"#{padded[i:i + 3]}" for i in range(len(padded) - 2)]
+    return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams] or [0]
 
 
 class IntentModel:
-    """A trained classifier: fastText vectors + BiLSTM + temperature, with its description."""
+    """A trained classifier: fastText vectors + BiLSTM + temperature + threshold, with its description."""
 
-    def __init__(self, fasttext_model, network: BiLSTMAttention, vocab: dict[str, int], labels: list[str],
-                 temperature: float, meta: dict) -> None:
+    def __init__(self, fasttext_model, network: Ensemble, vocab: dict[str, int], labels: list[str],
+                 temperature: float, meta: dict, chinese: str = "chars", threshold: float = 0.5) -> None:
         self.fasttext = fasttext_model
         self.vocab = vocab
         self.network = network.eval()
         self.labels = labels
         self.temperature = temperature
+        self.threshold = threshold
+        self.chinese = chinese
         self.meta = meta
+        self._ngram_buckets = network.ngram_buckets
 
-    def _inputs(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(token ids, fastText vectors of out-of-vocabulary tokens, lengths) for a batch."""
-        token_lists = [tokenize(t)[:MAX_TOKENS] or ["<empty>"] for t in texts]
+    def tokens(self, text: str) -> list[str]:
+        return tokenize(text, self.chinese)[:MAX_TOKENS] or ["<empty>"]
+
+    def _batch(self, token_lists: list[list[str]], subwords: bool = True) -> tuple:
+        """(token ids, fastText vectors of unseen tokens, lengths, n-gram ids, n-gram offsets)."""
         width = max(len(tokens) for tokens in token_lists)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        vectors = np.zeros((len(texts), width, self.fasttext.get_dimension()), dtype=np.float32)
+        dim = self.network.embedding_dim
+        ids = np.zeros((len(token_lists), width), dtype=np.int64)
+        vectors = np.zeros((len(token_lists), width, dim), dtype=np.float32)
         for row, tokens in enumerate(token_lists):
             for col, token in enumerate(tokens):
                 ids[row, col] = self.vocab.get(token, 0)
-                if not ids[row, col]:
+                if not ids[row, col] and subwords:
                     vectors[row, col] = self.fasttext.get_word_vector(token)
-        return torch.from_numpy(ids), torch.from_numpy(vectors), torch.tensor([len(t) for t in token_lists])
+        lengths = torch.tensor([len(t) for t in token_lists])
+        if not self._ngram_buckets:
+            return torch.from_numpy(ids), torch.from_numpy(vectors), lengths, None, None
+        grams = [_ngram_ids(tokens, self._ngram_buckets) for tokens in token_lists]
+        offsets = torch.tensor([0] + [len(g) for g in grams[:-1]]).cumsum(0)
+        flat = torch.tensor([i for g in grams for i in g])
+        return torch.from_numpy(ids), torch.from_numpy(vectors), lengths, flat, offsets
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.network(*self._batch([self.tokens(t) for t in texts]))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities, one row per text, columns in ``self.labels`` order."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        with torch.inference_mode():
-            logits = self.network(*self._inputs(texts))
-            return torch.softmax(logits / self.temperature, dim=-1).numpy()
+        return torch.softmax(self.logits(texts) / self.temperature, dim=-1).numpy()
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -118,6 +192,7 @@ class IntentModel:
     def load(cls, directory: Path) -> IntentModel:
         import fasttext
 
+        directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"no intent model at {directory} (meta.json missing); train one with "
@@ -131,63 +206,94 @@ class IntentModel:
         if ft.get_dimension() != meta["embedding_dim"]:
             raise ValueError(f"fasttext.bin has dimension {ft.get_dimension()}, meta.json says {meta['embedding_dim']}")
         vocab = json.loads((directory / "vocab.json").read_text())
-        network = BiLSTMAttention(len(vocab), meta["embedding_dim"], meta["hidden"], len(meta["labels"]), 0.0)
+        network = Ensemble([BiLSTMAttention(len(vocab), meta["embedding_dim"], meta["hidden"], len(meta["labels"]),
+                                            0.0, meta["ngram_buckets"]) for _ in range(meta["members"])])
         network.load_state_dict(torch.load(directory / "bilstm.pt", weights_only=True))
-        return cls(ft, network, vocab, meta["labels"], meta["temperature"], meta)
+        return cls(ft, network, vocab, meta["labels"], meta["temperature"], meta, meta["tokenizer"]["chinese"],
+                   meta["threshold"])
 
 
 def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[str, list[str]],
-          config: TrainConfig = TrainConfig(), extra_corpus: list[str] = (),
-          progress: Callable[[int, int, float], None] | None = None) -> IntentModel:
-    """Train fastText vectors and the BiLSTM; ``progress(epoch, epochs, loss)`` after each epoch."""
+          config: TrainConfig = TrainConfig(), validation: list[TrainingExample] | None = None,
+          extra_corpus: Sequence[str] = (), progress: Progress | None = None) -> IntentModel:
+    """Train fastText vectors and the network, calibrate on ``validation`` (or a held-out split).
+
+    ``progress(stage, step, steps, loss)`` reports each epoch of each stage.
+    """
     import fasttext
+
+    from nlu import augment
 
     if len({e.intent for e in examples}) < 2:
         raise ValueError("training needs at least two intents")
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    started = time.perf_counter()
+    _seed(config.seed)
+    labels = sorted({e.intent for e in examples})
+    explicit_validation = validation is not None
+    if explicit_validation:
+        unknown = sorted({e.intent for e in validation} - set(labels))
+        if unknown:
+            raise ValueError(f"validation data has intents the training data lacks: {', '.join(unknown)}")
+        train_set = examples
+    else:
+        train_set, validation = _stratified_split(examples, config.validation_fraction, config.seed)
+    generated = augment.augment(train_set, lookups, config.augment, config.seed) if config.augment else []
 
-    corpus_lines = [" ".join(tokenize(e.text)) for e in examples]
-    corpus_lines += [" ".join(tokenize(t)) for t in extra_corpus]
-    corpus_lines += [" ".join(tokenize(v)) for values in lookups.values() for v in values]
+    corpus_lines = [" ".join(tokenize(t, config.chinese)) for t in
+                    [e.text for e in examples + generated] + list(extra_corpus)
+                    + [v for values in lookups.values() for v in values]]
+    corpus_lines = [line for line in corpus_lines if line]
+    n_tokens = sum(line.count(" ") + 1 for line in corpus_lines)
+    ft_epochs = config.fasttext_epochs or max(5, min(200, round(3_000_000 / max(n_tokens, 1))))
+    if progress:
+        progress("fastText vectors", 0, 1, float("nan"))
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as corpus:
-        corpus.write("\n".join(line for line in corpus_lines if line) + "\n")
+        corpus.write("\n".join(corpus_lines) + "\n")
         corpus.flush()
         ft = fasttext.train_unsupervised(
-            corpus.name, model="skipgram", dim=config.embedding_dim, epoch=config.fasttext_epochs,
-            lr=config.fasttext_lr,
-            minCount=1, minn=1, maxn=4, ws=4, bucket=config.fasttext_buckets, thread=1, verbose=0,  # one thread: reproducible
+            corpus.name, model="skipgram", dim=config.embedding_dim, epoch=ft_epochs, lr=config.fasttext_lr,
+            minCount=1, minn=2, maxn=4, ws=4, bucket=config.fasttext_buckets, thread=1, verbose=0,  # one thread: reproducible
         )
+    if progress:
+        progress("fastText vectors", 1, 1, float("nan"))
+    fasttext_seconds = time.perf_counter() - started
 
-    labels = sorted({e.intent for e in examples})
-    index = {label: i for i, label in enumerate(labels)}
-    train_set, validation = _stratified_split(examples, config.validation_fraction, config.seed)
-    model = _fit(ft, train_set, labels, config, progress)
-    metrics: dict[str, float] = {"train_examples": len(train_set), "validation_examples": len(validation)}
+    epochs = config.epochs_for(len(train_set) + len(generated))
+    model = _fit(ft, train_set + generated, labels, config, epochs, "BiLSTM", progress)
+    metrics: dict = {"train_examples": len(train_set), "generated_examples": len(generated),
+                     "validation_examples": len(validation), "fasttext_epochs": ft_epochs,
+                     "fasttext_seconds": round(fasttext_seconds, 1), "epochs": epochs}
+    temperature, threshold = 1.0, 0.0
     if validation:
-        with torch.inference_mode():
-            logits = model.network(*model._inputs([e.text for e in validation]))
-        gold = torch.tensor([index[e.intent] for e in validation])
-        temperature = _fit_temperature(logits, gold)
+        logits = model.logits([e.text for e in validation])
+        index = {label: i for i, label in enumerate(labels)}
+        gold = torch.tensor([index.get(e.intent, -1) for e in validation])
+        known = gold >= 0
+        temperature = _fit_temperature(logits[known], gold[known])
         probs = torch.softmax(logits / temperature, -1)
-        metrics["validation_accuracy"] = float((probs.argmax(-1) == gold).float().mean())
-        metrics["validation_nll"] = float(nn.functional.nll_loss(probs.log(), gold))
-        # the shipped network learns from every hand-written example; it keeps the temperature
-        # calibrated on the held-out split (same architecture, seed and epochs)
-        model = _fit(ft, examples, labels, config, progress)
-        model.temperature = temperature
-        metrics["final_train_examples"] = len(examples)
-    vocab = model.vocab
+        threshold, calibration = calibrate_threshold(probs.numpy(), gold.numpy(), labels, config.fallback_budget)
+        metrics["validation_accuracy"] = float((probs.argmax(-1)[known] == gold[known]).float().mean())
+        metrics["validation_nll"] = float(nn.functional.nll_loss(probs[known].log(), gold[known]))
+        metrics["calibration"] = calibration
+        if config.refit and not explicit_validation:
+            # the shipped network learns from every example; it keeps the calibration of the split
+            all_generated = augment.augment(examples, lookups, config.augment, config.seed) if config.augment else []
+            model = _fit(ft, examples + all_generated, labels, config, epochs, "BiLSTM, all data", progress)
+            metrics["final_train_examples"] = len(examples) + len(all_generated)
+    model.temperature, model.threshold = temperature, threshold
+    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     model.meta = {
         "version": ARTIFACT_VERSION,
         "training_recipe": TRAINING_RECIPE,
         "labels": labels,
         "embedding_dim": config.embedding_dim,
         "hidden": config.hidden,
-        "vocab_size": len(vocab),
-        "temperature": model.temperature,
-        "tokenizer": "cjk-chars+latin-words",
+        "ngram_buckets": config.ngram_buckets,
+        "members": config.members,
+        "vocab_size": len(model.vocab),
+        "temperature": temperature,
+        "threshold": threshold,
+        "tokenizer": {"chinese": config.chinese, "latin": "lower-cased words", "max_tokens": MAX_TOKENS},
         "data_sha256": data_sha256,
         "lookups": lookups,
         "config": asdict(config),
@@ -197,43 +303,70 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
     return model
 
 
-def _fit(ft, examples: list[TrainingExample], labels: list[str], config: TrainConfig,
-         progress: Callable[[int, int, float], None] | None) -> IntentModel:
-    """Train a fresh BiLSTM on ``examples`` (fastText vectors fixed); temperature 1."""
-    torch.manual_seed(config.seed)
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fit(ft, examples: list[TrainingExample], labels: list[str], config: TrainConfig, epochs: int, stage: str,
+         progress: Progress | None) -> IntentModel:
+    """Train fresh networks on ``examples`` (embeddings start from fastText); temperature 1."""
     index = {label: i for i, label in enumerate(labels)}
-    tokens = sorted({token for e in examples for token in tokenize(e.text)})
-    vocab = {token: i + 1 for i, token in enumerate(tokens)}
-    network = BiLSTMAttention(len(vocab), config.embedding_dim, config.hidden, len(labels), config.dropout)
-    with torch.no_grad():
-        for token, i in vocab.items():
-            network.embedding.weight[i] = torch.from_numpy(ft.get_word_vector(token))
-    subword_table = network.embedding.weight.detach().clone()  # the fastText vector of every known token
-    model = IntentModel(ft, network, vocab, labels, 1.0, {})
-    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    token_lists = [tokenize(e.text, config.chinese)[:MAX_TOKENS] or ["<empty>"] for e in examples]
+    vocab = {token: i + 1 for i, token in enumerate(sorted({t for tokens in token_lists for t in tokens}))}
+    subword_table = torch.zeros(len(vocab) + 1, config.embedding_dim)  # the fastText vector of every known token
+    for token, i in vocab.items():
+        subword_table[i] = torch.from_numpy(ft.get_word_vector(token))
     targets = torch.tensor([index[e.intent] for e in examples])
-    for epoch in range(config.epochs):
+    members = []
+    for member in range(config.members):
+        _seed(config.seed + member)
+        network = BiLSTMAttention(len(vocab), config.embedding_dim, config.hidden, len(labels), config.dropout,
+                                  config.ngram_buckets)
+        with torch.no_grad():
+            network.embedding.weight.copy_(subword_table)
+        name = stage if config.members == 1 else f"{stage} {member + 1}/{config.members}"
+        _train_network(network, token_lists, targets, subword_table, vocab, config, epochs, name, progress)
+        members.append(network)
+    return IntentModel(ft, Ensemble(members), vocab, labels, 1.0, {}, config.chinese)
+
+
+def _train_network(network: BiLSTMAttention, token_lists: list[list[str]], targets: torch.Tensor,
+                   subword_table: torch.Tensor, vocab: dict[str, int], config: TrainConfig, epochs: int, stage: str,
+                   progress: Progress | None) -> None:
+    batcher = IntentModel(None, Ensemble([network]), vocab, [], 1.0, {}, config.chinese)
+    dense = [p for name, p in network.named_parameters() if not name.startswith("ngrams.")]
+    optimisers = [torch.optim.AdamW(dense, lr=config.learning_rate, weight_decay=1e-4)]
+    if network.ngrams is not None:  # sparse rows: only the n-grams in the batch are updated
+        optimisers.append(torch.optim.SparseAdam(list(network.ngrams.parameters()), lr=config.learning_rate))
+    steps_per_epoch = math.ceil(len(token_lists) / config.batch_size)
+    schedules = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=config.learning_rate, pct_start=0.1,
+                                                     total_steps=epochs * steps_per_epoch) for o in optimisers]
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    for epoch in range(epochs):
         network.train()
-        order = torch.randperm(len(examples))
+        order = torch.randperm(len(token_lists))
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size].tolist()
-            ids, vectors, lengths = model._inputs([examples[r].text for r in rows])
+            ids, vectors, lengths, grams, offsets = batcher._batch([token_lists[r] for r in rows], subwords=False)
             # token dropout to the subword path: the classifier must cope with unseen words
             unseen = torch.rand(ids.shape) < 0.1
             vectors = torch.where(unseen.unsqueeze(-1), subword_table[ids], vectors)
             ids = ids.masked_fill(unseen, 0)
-            loss = loss_fn(network(ids, vectors, lengths), targets[rows])
-            optimiser.zero_grad()
+            loss = loss_fn(network(ids, vectors, lengths, grams, offsets), targets[rows])
+            for optimiser in optimisers:
+                optimiser.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-            optimiser.step()
+            nn.utils.clip_grad_norm_(dense, 5.0)
+            for optimiser, schedule in zip(optimisers, schedules):
+                optimiser.step()
+                schedule.step()
             total += loss.item() * len(rows)
         if progress:
-            progress(epoch + 1, config.epochs, total / len(examples))
+            progress(stage, epoch + 1, epochs, total / len(token_lists))
     network.eval()
-    return model
 
 
 def _stratified_split(examples: list[TrainingExample], fraction: float, seed: int
@@ -246,7 +379,7 @@ def _stratified_split(examples: list[TrainingExample], fraction: float, seed: in
     for group in by_intent.values():
         group = group[:]
         rng.shuffle(group)
-        n_val = int(len(group) * fraction) if len(group) >= 5 else 0
+        n_val = max(1, round(len(group) * fraction)) if len(group) >= 5 and fraction > 0 else 0
         validation += group[:n_val]
         train_set += group[n_val:]
     return train_set, validation
@@ -257,3 +390,36 @@ def _fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 60))
     losses = [float(nn.functional.cross_entropy(logits / t, gold)) for t in grid]
     return float(grid[int(np.argmin(losses))])
+
+
+def calibrate_threshold(probs: np.ndarray, gold: np.ndarray, labels: list[str], budget: float
+                        ) -> tuple[float, dict]:
+    """The fallback threshold: below it, a message becomes ``nlu_fallback``.
+
+    The highest threshold that drops at most ``budget`` of the correct in-scope predictions on
+    validation: a wrong answer costs the shopper more than a fallback (which still tries the
+    knowledge base and offers a human), but every fallback on a message we understood is a
+    failure too. Out-of-scope validation examples, when there are some, are reported with the
+    recall this threshold gives them.
+    """
+    confidence, top = probs.max(1), probs.argmax(1)
+    oos_index = labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in labels else -2
+    is_oos = gold == oos_index
+    in_scope = ~is_oos & (gold >= 0)
+    correct = np.sort(confidence[(top == gold) & in_scope])
+    if len(correct) == 0:
+        return 0.0, {"method": "none (no correct validation predictions)"}
+    k = int(math.floor(budget * len(correct)))
+    threshold = float(np.floor(correct[k] * 100) / 100)
+    accepted = confidence >= threshold
+    info = {"method": f"drops at most {budget:.0%} of correct in-scope validation predictions",
+            "correct_in_scope": len(correct),
+            "in_scope_accuracy": float(np.mean((top == gold)[in_scope] & accepted[in_scope]))}
+    if is_oos.any():
+        info["oos_recall"] = float(np.mean(~accepted[is_oos] | (top[is_oos] == oos_index)))
+        info["oos_examples"] = int(is_oos.sum())
+    return threshold, info
+
+
+def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

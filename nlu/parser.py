@@ -46,9 +46,9 @@ def parse_postback(text: str, known_intents: set[str] | None = None) -> ParseRes
 
 
 class MessageParser:
-    def __init__(self, model: IntentModel, threshold: float) -> None:
+    def __init__(self, model: IntentModel, threshold: float | None = None) -> None:
         self.model = model
-        self.threshold = threshold
+        self.threshold = model.threshold if threshold is None else threshold
         self.entities = EntityExtractor(model.meta.get("lookups", {}))
         self.intents = set(model.labels) | {FALLBACK_INTENT}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from nlu.classifier import IntentModel
 from nlu.parser import MessageParser, fallback_parse
@@ -20,7 +20,7 @@ MAX_TEXT_CHARS = 10_000  # longer input is cut before classification (the gatewa
 
 
 class ParseRequest(BaseModel):
-    text: str = ""
+    text: str
     message_id: str | None = None
     token: str | None = None
 
@@ -29,7 +29,15 @@ class BatchRequest(BaseModel):
     texts: list[str] = Field(max_length=512)
 
 
-def create_app(model_dir: Path, threshold: float) -> FastAPI:
+def _bad_request(error: ValidationError) -> JSONResponse:
+    """A malformed request (not JSON, not UTF-8, wrong types) gets a 400 that says what is wrong."""
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3])
+    return JSONResponse(status_code=400, content={
+        "error": "invalid_request",
+        "message": f'expected a UTF-8 JSON body like {{"text": "..."}} ({problems})'})
+
+
+def create_app(model_dir: Path, threshold: float | None = None) -> FastAPI:
     state: dict[str, MessageParser] = {}
 
     @asynccontextmanager
@@ -42,27 +50,33 @@ def create_app(model_dir: Path, threshold: float) -> FastAPI:
 
     @app.post("/model/parse")
     async def parse(request: Request) -> JSONResponse:
-        reference = uuid.uuid4().hex[:12]
-        text = ""
         try:
             body = ParseRequest.model_validate_json(await request.body())
-            text = body.text
-            result = state["parser"].parse(text[:MAX_TEXT_CHARS])
-            log.info("parsed message=%s intent=%s confidence=%.3f entities=%s", body.message_id or reference,
+        except ValidationError as error:
+            return _bad_request(error)
+        reference = body.message_id or uuid.uuid4().hex[:12]
+        try:
+            result = state["parser"].parse(body.text[:MAX_TEXT_CHARS]) if body.text.strip() else fallback_parse(body.text)
+            log.info("parsed message=%s intent=%s confidence=%.3f entities=%s", reference,
                      result.intent.name, result.intent.confidence, [e.entity for e in result.entities])
         except Exception:  # the contract: Rasa must never receive an error, or it falls back silently
-            log.exception("parse failed (reference %s); answering nlu_fallback", reference)
-            result = fallback_parse(text)
+            log.exception("parse failed (message %s); answering nlu_fallback", reference)
+            result = fallback_parse(body.text)
         return JSONResponse(result.to_rasa())
 
     @app.post("/model/parse_batch")
-    async def parse_batch(body: BatchRequest) -> list[dict]:
-        return [r.to_rasa() for r in state["parser"].parse_batch([t[:MAX_TEXT_CHARS] for t in body.texts])]
+    async def parse_batch(request: Request) -> JSONResponse:
+        try:
+            body = BatchRequest.model_validate_json(await request.body())
+        except ValidationError as error:
+            return _bad_request(error)
+        results = state["parser"].parse_batch([t[:MAX_TEXT_CHARS] for t in body.texts]) if body.texts else []
+        return JSONResponse([r.to_rasa() for r in results])
 
     @app.get("/status")
     async def status() -> dict:
         meta = state["parser"].model.meta
         return {"version": meta["version"], "labels": meta["labels"], "metrics": meta["metrics"],
-                "data_sha256": meta["data_sha256"], "threshold": threshold}
+                "data_sha256": meta["data_sha256"], "threshold": state["parser"].threshold}
 
     return app

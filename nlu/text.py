@@ -23,8 +23,33 @@ def normalize(text: str) -> str:
     return out.lower()
 
 
-def tokenize(text: str) -> list[str]:
-    return _TOKEN.findall(normalize(text))
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+CHINESE_MODES = ("chars", "jieba")
+
+
+def tokenize(text: str, chinese: str = "chars") -> list[str]:
+    """Tokens for the classifier; ``chinese="jieba"`` segments Chinese runs into jieba words."""
+    normalized = normalize(text)
+    if chinese == "chars" or not _CJK.search(normalized):
+        return _TOKEN.findall(normalized)
+    if chinese != "jieba":
+        raise ValueError(f"unknown Chinese tokenisation {chinese!r}; choose one of {', '.join(CHINESE_MODES)}")
+    tokens: list[str] = []
+    cursor = 0
+    for run in _CJK_RUN.finditer(normalized):
+        tokens += _TOKEN.findall(normalized[cursor:run.start()])
+        tokens += _jieba().lcut(run.group(), HMM=True)
+        cursor = run.end()
+    return tokens + _TOKEN.findall(normalized[cursor:])
+
+
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
 
 
 def detect_language(text: str) -> str | None:

@@ -106,7 +106,7 @@ def test_server_never_fails_and_falls_back_below_threshold(tiny_model):
     with TestClient(create_app(tiny_model, threshold=0.999)) as client:
         low = client.post("/model/parse", json={"text": "hello there"}).json()
         assert low["intent"]["name"] == "nlu_fallback" and low["intent_ranking"][1]["name"] == "greet"
-        assert client.post("/model/parse", content=b"\xff\xfe").json()["intent"]["name"] == "nlu_fallback"
+        assert client.post("/model/parse", content=b"\xff\xfe").status_code == 400
         assert client.get("/status").json()["labels"] == ["greet", "order_status"]
     with TestClient(create_app(tiny_model, threshold=0.0)) as client:
         ok = client.post("/model/parse", json={"text": "where is my order KF10234567", "message_id": "m"}).json()
