@@ -33,7 +33,7 @@ from nlu.types import TrainingExample
 log = logging.getLogger(__name__)
 
 ARTIFACT_VERSION = "kefu.intent.fasttext-bilstm.v2"
-TRAINING_RECIPE = 3  # bump when training changes in a way that should retrain existing models
+TRAINING_RECIPE = 4  # bump when training changes in a way that should retrain existing models
 MAX_TOKENS = 64  # tokens per message the classifier looks at
 OUT_OF_SCOPE = "out_of_scope"
 

@@ -21,15 +21,25 @@ _CN_NUM = "[零〇一二两三四五六七八九十百千万]+"
 _NUM = rf"(?:\d+(?:\.\d+)?|{_CN_NUM})"
 _MEASURE_WORDS = "件|个|双|瓶|盒|支|套|条|台|包|袋|罐|只|份"
 
+_EN_NUMBERS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+               "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a couple of": 2, "a pair of": 1}
+_EN_NUM = "(?:" + "|".join(sorted(map(re.escape, _EN_NUMBERS), key=len, reverse=True)) + ")"
+_EN_UNITS = r"pcs|pieces?|items?|pairs?|units?|bottles?|boxes|box|packs?|sets?|cases?"
+_SEP = r"[\s-]?"  # people type phone and order numbers in groups: 138 1234 5678, KF 1023-4567
+
 _RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    ("order_id", re.compile(r"(?<![a-z0-9])(?:kf[\s-]?)(\d{8})(?!\d)|(?<![a-z0-9])(\d{8})(?!\d)")),
-    ("phone", re.compile(r"(?<!\d)(1[3-9]\d{9})(?!\d)")),
+    ("email", re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")),
+    ("order_id", re.compile(rf"(?<![a-z0-9])(?:kf{_SEP})(\d{{4}}{_SEP}\d{{4}})(?!\d)|(?<![a-z0-9])(\d{{8}})(?!\d)")),
+    ("phone", re.compile(rf"(?:(?<!\d)(?:\+?86{_SEP})?)(?<!\d)(1[3-9]\d{_SEP}\d{{4}}{_SEP}\d{{4}})(?!\d)")),
     ("phone", re.compile(r"(?:尾号|后四位|后4位|last\s*(?:4|four)(?:\s*digits?)?(?:\s*(?:of\s*(?:my\s*)?phone))?"
-                         r"(?:\s*(?:are|is|:))?)\s*(?:是|为|:)?\s*(\d{4})(?!\d)")),
+                         r"(?:\s*(?:are|is|:))?|ends?\s*(?:in|with))\s*(?:是|为|:)?\s*(\d{4})(?!\d)")),
     ("coupon_code", re.compile(r"(?<![a-z0-9])((?:cp|vip)[0-9a-f]{8})(?![a-z0-9])")),
-    ("amount", re.compile(rf"(?:[¥￥$]|rmb\s*)\s*(\d+(?:\.\d+)?)|({_NUM})\s*(?:元|块钱|块|rmb|yuan|dollars?|usd|bucks)")),
-    ("quantity", re.compile(rf"({_NUM})\s*(?:{_MEASURE_WORDS})|(?<![\w])(\d+)\s*(?:pcs|pieces|items|pairs?|units|bottles|boxes)\b")),
+    ("amount", re.compile(rf"(?:[¥￥$]|rmb\s*)\s*(\d+(?:\.\d+)?)"
+                          rf"|({_NUM})\s*(?:元|块钱|块|rmb|yuan|dollars?|usd|bucks)"
+                          rf"|(?:预算|budget(?:\s*is)?|under|below|less than|within|不超过|低于)\s*({_NUM})(?![\d件个双码号])"
+                          rf"|({_NUM})\s*(?:以内|以下|左右|上下)")),
+    ("quantity", re.compile(rf"({_NUM})\s*(?:{_MEASURE_WORDS})|(?<![\w])(\d+|{_EN_NUM})\s+(?:{_EN_UNITS})\b"
+                            rf"|(?<![\w])(?:x|qty:?\s*)(\d+)\b")),
     ("size", re.compile(r"(?:size|尺码|码数|穿)\s*(xxl|xl|s|m|l|\d{2})(?![\w])|(?<!\d)(\d{2})\s*(?:码|号)|(?<![\w])(xxl|xl)(?![\w])")),
 ]
 _SIZE_LETTER = re.compile(r"(?<![A-Za-z])(XXL|XL|S|M|L)(?![A-Za-z])")  # case-sensitive on the raw text
@@ -57,6 +67,8 @@ def chinese_number(text: str) -> int | None:
 
 
 def _number(text: str) -> float | int | None:
+    if text in _EN_NUMBERS:
+        return _EN_NUMBERS[text]
     try:
         value = float(text)
         return int(value) if value.is_integer() else value
@@ -76,6 +88,10 @@ class EntityExtractor:
                          for name, values in (lookups or {}).items() if name.startswith("synonym:")
                          for v in values}
         self._patterns = {name: self._lookup_pattern(values) for name, values in self.lookups.items() if values}
+
+    def entity_types(self) -> set[str]:
+        """Every entity type this extractor can produce (rules plus lookup tables)."""
+        return {name for name, _ in _RULES} | {"size"} | set(self._patterns)
 
     @staticmethod
     def _lookup_pattern(values: Iterable[str]) -> re.Pattern[str]:
@@ -107,7 +123,9 @@ class EntityExtractor:
                 raw = match.group(group)
                 value: object = raw
                 if name == "order_id":
-                    value = f"KF{raw}"
+                    value = "KF" + re.sub(r"\D", "", raw)
+                elif name == "phone":
+                    value = re.sub(r"\D", "", raw)
                 elif name in ("amount", "quantity"):
                     value = _number(raw)
                     if value is None:
@@ -116,13 +134,19 @@ class EntityExtractor:
                     value = raw.upper()
                 elif name == "size":
                     value = raw.upper()
-                add(name, value, match.start(), match.end())
+                # the span is the value itself ("尾号[5678]", "预算[三百]", "[42]码"), except where the
+                # unit is part of how people write it ("三百块", "$80", "两件")
+                keep_unit = name in ("order_id", "email", "coupon_code", "quantity") or \
+                    (name == "amount" and group <= 2) or (name == "phone" and len(raw) > 4)
+                start, end = (match.start(), match.end()) if keep_unit else (match.start(group), match.end(group))
+                add(name, value, start, end)
         for match in _SIZE_LETTER.finditer(text):
             add("size", match.group(1), match.start(), match.end())
-        for name, pattern in self._patterns.items():
-            for match in pattern.finditer(norm):
-                surface = text[match.start():match.end()]
-                add(name, self.synonyms.get(match.group(0), surface), match.start(), match.end())
+        # lookups: the longest mention wins across tables (跑步鞋 is a product, not the category 鞋)
+        mentions = [(match.end() - match.start(), match.start(), match.end(), name, match.group(0))
+                    for name, pattern in self._patterns.items() for match in pattern.finditer(norm)]
+        for _length, start, end, name, matched in sorted(mentions, key=lambda m: (-m[0], m[1])):
+            add(name, self.synonyms.get(matched, text[start:end]), start, end)
         language = detect_language(text)
         if language:
             found.append(Entity(entity="language", value=language, start=0, end=len(text)))

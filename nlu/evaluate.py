@@ -3,6 +3,7 @@
 ``intent_report.json`` (per intent precision / recall / F1 / support / confused_with, accuracy,
 macro and weighted averages), ``intent_errors.json`` (every wrong prediction with its
 confidence), ``intent_confusion_matrix.png`` and ``intent_histogram.png``; plus
+``KefuEntityExtractor_report.json`` / ``_errors.json`` for annotated entities, and
 ``summary.json`` with the figures Rasa does not compute: out-of-scope recall, the in-scope
 accuracy with the fallback threshold applied, and prediction latency.
 
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nlu.classifier import IntentModel, OUT_OF_SCOPE
+from nlu.classifier import OUT_OF_SCOPE, IntentModel
+from nlu.entities import EntityExtractor
 from nlu.types import FALLBACK_INTENT, TrainingExample
 
 BATCH = 256
+EXTRACTOR = "KefuEntityExtractor"
 
 
 def predict(model: IntentModel, texts: list[str]) -> np.ndarray:
@@ -106,7 +109,62 @@ def evaluate(model: IntentModel, examples: list[TrainingExample], report_dir: Pa
         hits = np.array([p == g for p, g in zip(predicted, gold)])
         plot_confusion_matrix(gold, predicted, report_dir / "intent_confusion_matrix.png")
         plot_histogram(confidence[hits], confidence[~hits], threshold, report_dir / "intent_histogram.png")
+    entity_summary = evaluate_entities(model, examples, report_dir)
+    if entity_summary is not None:
+        summary["entities"] = entity_summary
+        if report_dir is not None:
+            (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
+
+
+def evaluate_entities(model: IntentModel, examples: list[TrainingExample], report_dir: Path | None) -> dict | None:
+    """Rasa's ``<extractor>_report.json`` / ``_errors.json`` for the entity types kefu extracts.
+
+    A prediction counts when type, start and end all match an annotation. Annotated types
+    the extractor does not know (SNIPS's ``artist``, say) are listed, not scored.
+    """
+    extractor = EntityExtractor(model.meta.get("lookups", {}))
+    known = extractor.entity_types()
+    annotated = [e for e in examples if e.entities]
+    if not annotated:
+        return None
+    gold_types = {name for e in annotated for name, *_ in e.entities}
+    scored = sorted(gold_types & known)
+    tp: Counter = Counter()
+    n_gold: Counter = Counter()
+    n_pred: Counter = Counter()
+    errors = []
+    for example in annotated:
+        gold = {(name, start, end) for name, _value, start, end in example.entities if name in scored}
+        predicted = {(e.entity, e.start, e.end) for e in extractor.extract(example.text) if e.entity in scored}
+        for name, *_ in gold:
+            n_gold[name] += 1
+        for name, *_ in predicted:
+            n_pred[name] += 1
+        for name, *_ in gold & predicted:
+            tp[name] += 1
+        if gold != predicted:
+            errors.append({"text": example.text,
+                           "entities": [{"entity": n, "start": a, "end": b, "value": example.text[a:b]} for n, a, b in sorted(gold)],
+                           "predicted_entities": [{"entity": n, "start": a, "end": b, "value": example.text[a:b]}
+                                                  for n, a, b in sorted(predicted)]})
+    report: dict = {}
+    for name in scored:
+        precision = tp[name] / n_pred[name] if n_pred[name] else 0.0
+        recall = tp[name] / n_gold[name] if n_gold[name] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report[name] = {"precision": precision, "recall": recall, "f1-score": f1, "support": n_gold[name]}
+    total_tp, total_pred, total_gold = sum(tp.values()), sum(n_pred.values()), sum(n_gold.values())
+    micro_p = total_tp / total_pred if total_pred else 0.0
+    micro_r = total_tp / total_gold if total_gold else 0.0
+    report["micro avg"] = {"precision": micro_p, "recall": micro_r, "support": total_gold,
+                           "f1-score": 2 * micro_p * micro_r / (micro_p + micro_r) if micro_p + micro_r else 0.0}
+    if report_dir is not None:
+        (report_dir / f"{EXTRACTOR}_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        (report_dir / f"{EXTRACTOR}_errors.json").write_text(json.dumps(errors, indent=2, ensure_ascii=False))
+    return {"micro_f1": report["micro avg"]["f1-score"], "scored_types": scored,
+            "not_extracted_types": sorted(gold_types - known),
+            "per_type_f1": {name: report[name]["f1-score"] for name in scored}}
 
 
 def _oos_precision(gold: list[str], predicted: list[str]) -> float | None:

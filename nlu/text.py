@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z]+(?:'[a-z]+)?|\d+|[^\s\w]", re.UNICODE)
+_TOKEN = re.compile(r"<num\d+>|[\u3400-\u9fff\uf900-\ufaff]|[a-z]+(?:'[a-z]+)?|\d+|[^\s\w]", re.UNICODE)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
@@ -27,9 +27,20 @@ _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 CHINESE_MODES = ("chars", "jieba")
 
 
+_LONG_NUMBER = re.compile(r"\d{3,}")
+
+
+def _shape(match: re.Match[str]) -> str:
+    return f" <num{min(len(match.group()), 12)}> "
+
+
 def tokenize(text: str, chinese: str = "chars") -> list[str]:
-    """Tokens for the classifier; ``chinese="jieba"`` segments Chinese runs into jieba words."""
-    normalized = normalize(text)
+    """Tokens for the classifier; ``chinese="jieba"`` segments Chinese runs into jieba words.
+
+    Numbers of three or more digits become their shape (``<num8>`` for an order number, ``<num11>``
+    for a phone): the intent lies in the shape, not in which order it is.
+    """
+    normalized = _LONG_NUMBER.sub(_shape, normalize(text))
     if chinese == "chars" or not _CJK.search(normalized):
         return _TOKEN.findall(normalized)
     if chinese != "jieba":

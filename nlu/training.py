@@ -57,10 +57,9 @@ class ProgressBar:
             self._stage = stage
             self._bar = tqdm(total=steps, desc=f"training {stage}", unit="epoch" if steps > 1 else "step",
                              file=sys.stderr)
-        self._bar.n = step
         if loss == loss:  # not NaN
-            self._bar.set_postfix(loss=f"{loss:.3f}")
-        self._bar.refresh()
+            self._bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        self._bar.update(step - self._bar.n)
         if step >= steps:
             self._bar.close()
             self._bar = None

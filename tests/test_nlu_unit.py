@@ -121,3 +121,53 @@ def test_parser_errors_become_nlu_fallback(tiny_model, monkeypatch):
         monkeypatch.setattr(MessageParser, "parse", explode)
         reply = client.post("/model/parse", json={"text": "hi"})
         assert reply.status_code == 200 and reply.json()["intent"] == {"name": "nlu_fallback", "confidence": 1.0}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("我的电话 138 1234 5678", [("phone", "13812345678", "138 1234 5678")]),
+    ("手机+86-139-1234-5678", [("phone", "13912345678", "+86-139-1234-5678")]),
+    ("尾号５６７８", [("phone", "5678", "５６７８")]),
+    ("订单 KF 1023 4567 到哪了", [("order_id", "KF10234567", "KF 1023 4567")]),
+    ("订单ＫＦ１０２３４５６７", [("order_id", "KF10234567", "ＫＦ１０２３４５６７")]),
+    ("预算三百", [("amount", 300, "三百")]),
+    ("两百左右的毛衣", [("amount", 200, "两百")]),
+    ("一千二百块", [("amount", 1200, "一千二百块")]),
+    ("买2双42码的", [("quantity", 2, "2双"), ("size", "42", "42")]),
+    ("来十五个", [("quantity", 15, "十五个")]),
+    ("running shoes under $80", [("amount", 80, "$80")]),
+    ("my budget is 50", [("amount", 50, "50")]),
+    ("I want two pairs in size L", [("quantity", 2, "two pairs"), ("size", "L", "L")]),
+    ("a couple of bottles", [("quantity", 2, "a couple of bottles")]),
+    ("it ends in 1234", [("phone", "1234", "1234")]),
+    ("email me at Li.Ming+shop@example.co.uk", [("email", "li.ming+shop@example.co.uk", "Li.Ming+shop@example.co.uk")]),
+    ("use CP1a2b3c4d", [("coupon_code", "CP1A2B3C4D", "CP1a2b3c4d")]),
+    ("邮箱chen@example.com", [("email", "chen@example.com", "chen@example.com")]),
+])
+def test_entity_rules_on_tricky_cases(text, expected):
+    found = [(e.entity, e.value, text[e.start:e.end]) for e in EntityExtractor({}).extract(text) if e.entity != "language"]
+    assert found == expected
+
+
+def test_entity_offsets_follow_rasas_format():
+    text = "要两件黑色羽绒服"
+    entity = next(e for e in EntityExtractor({"color": ["黑色"]}).extract(text) if e.entity == "color")
+    assert (entity.start, entity.end, entity.extractor) == (3, 5, "KefuEntityExtractor")
+    assert set(vars(entity)) == {"entity", "value", "start", "end", "extractor", "confidence_entity"}
+
+
+def test_longest_lookup_mention_wins_and_synonyms_map_to_catalog_words():
+    extractor = EntityExtractor({"category": ["鞋", "shoes"], "product": ["跑步鞋", "running shoes", "thermos"],
+                                 "synonym:insulated bottle": ["thermos"]})
+    found = [(e.entity, e.value) for e in extractor.extract("跑步鞋多少钱") if e.entity != "language"]
+    assert found == [("product", "跑步鞋")]
+    found = [(e.entity, e.value) for e in extractor.extract("running shoes or a thermos") if e.entity != "language"]
+    assert found == [("product", "running shoes"), ("product", "insulated bottle")]
+
+
+def test_long_numbers_tokenise_by_shape():
+    from nlu.text import tokenize
+
+    assert tokenize("订单KF10998877到哪了") == ["订", "单", "kf", "<num8>", "到", "哪", "了"]
+    assert tokenize("KF10234567") == tokenize("KF10998877")
+    assert tokenize("42码 2件") == ["42", "码", "2", "件"]
+    assert tokenize("我的订单KF10998877", "jieba") == ["我", "的", "订单", "kf", "<num8>"]
