@@ -48,8 +48,8 @@ class TrainConfig:
     fasttext_buckets: int = 200_000  # hashed n-gram rows (the .bin is buckets x dim x 4 bytes)
     hidden: int = 128  # LSTM units per direction
     ngram_buckets: int = 100_000  # hashed word uni/bigrams beside the BiLSTM; 0 turns them off
-    members: int = 1  # networks trained from different seeds, logits averaged
-    dropout: float = 0.3
+    members: int = 2  # networks trained from different seeds, logits averaged
+    dropout: float = 0.5
     epochs: int | None = None  # None: by data size
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -147,6 +147,7 @@ class IntentModel:
         self.threshold = threshold
         self.chinese = chinese
         self.meta = meta
+        self.tagger = None  # nlu.tagger.EntityTagger, when one was trained
         self._ngram_buckets = network.ngram_buckets
 
     def tokens(self, text: str) -> list[str]:
@@ -187,6 +188,8 @@ class IntentModel:
         torch.save(self.network.state_dict(), directory / "bilstm.pt")
         (directory / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False))
         (directory / "meta.json").write_text(json.dumps(self.meta, ensure_ascii=False, indent=2))
+        if self.tagger is not None:
+            torch.save(self.tagger.state(), directory / "tagger.pt")
 
     @classmethod
     def load(cls, directory: Path) -> IntentModel:
@@ -209,8 +212,13 @@ class IntentModel:
         network = Ensemble([BiLSTMAttention(len(vocab), meta["embedding_dim"], meta["hidden"], len(meta["labels"]),
                                             0.0, meta["ngram_buckets"]) for _ in range(meta["members"])])
         network.load_state_dict(torch.load(directory / "bilstm.pt", weights_only=True))
-        return cls(ft, network, vocab, meta["labels"], meta["temperature"], meta, meta["tokenizer"]["chinese"],
-                   meta["threshold"])
+        model = cls(ft, network, vocab, meta["labels"], meta["temperature"], meta, meta["tokenizer"]["chinese"],
+                    meta["threshold"])
+        if (directory / "tagger.pt").exists():
+            from nlu.tagger import EntityTagger
+
+            model.tagger = EntityTagger.from_state(torch.load(directory / "tagger.pt", weights_only=True), ft)
+        return model
 
 
 def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[str, list[str]],
@@ -281,6 +289,8 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
             model = _fit(ft, examples + all_generated, labels, config, epochs, "BiLSTM, all data", progress)
             metrics["final_train_examples"] = len(examples) + len(all_generated)
     model.temperature, model.threshold = temperature, threshold
+    model.tagger, metrics["entity_tagger"] = _train_tagger(ft, train_set, validation, examples, lookups,
+                                                           refit=config.refit and not explicit_validation)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     model.meta = {
         "version": ARTIFACT_VERSION,
@@ -301,6 +311,30 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return model
+
+
+def _train_tagger(ft, train_set: list[TrainingExample], validation: list[TrainingExample],
+                  everything: list[TrainingExample], lookups: dict[str, list[str]], refit: bool):
+    """The learned entity tagger, switched on only when it beats rules + lookups on validation."""
+    from nlu import tagger
+    from nlu.entities import EntityExtractor
+
+    annotated = [e for e in validation if any(name in tagger.TAGGED_TYPES for name, *_ in e.entities)]
+    learned = tagger.train(train_set, ft)
+    if learned is None or not annotated:
+        return None, {"enabled": False, "reason": "no annotated product/category/color/size examples to learn "
+                                                  "from or to validate on"}
+    extractor = EntityExtractor(lookups)
+    without = tagger.span_f1(validation, extractor.extract)
+    with_tagger = tagger.span_f1(validation, lambda text: tagger.merge(extractor.extract(text), learned.tag(text)))
+    learned.enabled = with_tagger - without >= tagger.MIN_GAIN
+    info = {"enabled": learned.enabled, "validation_f1_lookups": round(without, 4),
+            "validation_f1_with_tagger": round(with_tagger, 4), "validation_entities": sum(
+                1 for e in annotated for name, *_ in e.entities if name in tagger.TAGGED_TYPES)}
+    if learned.enabled and refit:
+        learned = tagger.train(everything, ft)
+        learned.enabled = True
+    return learned, info
 
 
 def _seed(seed: int) -> None:

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from nlu.classifier import OUT_OF_SCOPE, IntentModel
-from nlu.entities import EntityExtractor
 from nlu.types import FALLBACK_INTENT, TrainingExample
 
 BATCH = 256
-EXTRACTOR = "KefuEntityExtractor"
+EXTRACTOR = "KefuEntityExtractor"  # rules + lookup tables (+ the learned tagger when it is switched on)
 
 
 def predict(model: IntentModel, texts: list[str]) -> np.ndarray:
@@ -123,8 +122,11 @@ def evaluate_entities(model: IntentModel, examples: list[TrainingExample], repor
     A prediction counts when type, start and end all match an annotation. Annotated types
     the extractor does not know (SNIPS's ``artist``, say) are listed, not scored.
     """
-    extractor = EntityExtractor(model.meta.get("lookups", {}))
-    known = extractor.entity_types()
+    from nlu.parser import MessageParser
+
+    parser = MessageParser(model)
+    known = parser.entities.entity_types() | ({"product", "category", "color", "size"}
+                                              if model.tagger is not None and model.tagger.enabled else set())
     annotated = [e for e in examples if e.entities]
     if not annotated:
         return None
@@ -136,7 +138,7 @@ def evaluate_entities(model: IntentModel, examples: list[TrainingExample], repor
     errors = []
     for example in annotated:
         gold = {(name, start, end) for name, _value, start, end in example.entities if name in scored}
-        predicted = {(e.entity, e.start, e.end) for e in extractor.extract(example.text) if e.entity in scored}
+        predicted = {(e.entity, e.start, e.end) for e in parser.extract_entities(example.text) if e.entity in scored}
         for name, *_ in gold:
             n_gold[name] += 1
         for name, *_ in predicted:

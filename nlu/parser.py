@@ -69,9 +69,19 @@ class MessageParser:
                 # Rasa's FallbackClassifier convention: nlu_fallback first, the rest still ranked
                 top = IntentScore(FALLBACK_INTENT, top.confidence)
                 ranking = [top] + ranking
-            results.append(ParseResult(text=text, intent=top, entities=self.entities.extract(text),
+            results.append(ParseResult(text=text, intent=top, entities=self.extract_entities(text),
                                        intent_ranking=ranking))
         return results
+
+    def extract_entities(self, text: str) -> list[Entity]:
+        """Rules and lookups, plus the learned tagger's spans where they found nothing."""
+        found = self.entities.extract(text)
+        tagger = self.model.tagger
+        if tagger is not None and tagger.enabled:
+            from nlu.tagger import merge
+
+            found = merge(found, tagger.tag(text))
+        return found
 
 
 def fallback_parse(text: str) -> ParseResult:
