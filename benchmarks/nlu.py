@@ -177,35 +177,31 @@ def run_fasttext(files: dict, work: Path) -> dict:
 def run_diet(files: dict, work: Path, epochs: int) -> dict:
     if not RASA_PYTHON.exists():
         raise RuntimeError(f"{RASA_PYTHON} is missing: run `make setup` first")
-    results, train_seconds, model_bytes = {}, 0.0, 0
-    # one training run; every test file is parsed by the same model
-    merged = work / "diet-test.yml"
+    results = {}
+    # one training run; every test file is parsed by the same model, message by message, in order
     tests = {label: data.load([path]).examples for label, path in files["test"].items()}
-    merged.write_text(convert.to_rasa_yaml([(_annotated(e), e.intent) for examples in tests.values() for e in examples]))
+    texts = [e.text for examples in tests.values() for e in examples]
+    (work / "diet-texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     out = work / "diet.json"
     with (work / "diet.log").open("w") as log:  # Rasa logs every parsed message at debug level
         done = subprocess.run([str(RASA_PYTHON), str(ROOT / "benchmarks" / "rasa_diet.py"), "--train",
-                               str(files["train"]), "--test", str(merged), "--out", str(out), "--epochs", str(epochs)],
+                               str(files["train"]), "--texts", str(work / "diet-texts.json"), "--out", str(out),
+                               "--epochs", str(epochs)],
                               cwd=work, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, stdout=log,
                               stderr=subprocess.STDOUT)
     if done.returncode:
         tail = (work / "diet.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"rasa_diet.py exited with {done.returncode}: {tail}")
     raw = json.loads(out.read_text())
-    train_seconds, model_bytes = raw["train_seconds"], raw["model_bytes"]
-    # Rasa's loader groups examples by intent, so match predictions back by (text, intent) order
-    by_key: dict[tuple[str, str], list[int]] = {}
-    merged_examples = data.load([merged]).examples
-    for i, e in enumerate(merged_examples):
-        by_key.setdefault((e.text, e.intent), []).append(i)
+    offset = 0
     for label, examples in tests.items():
-        predicted, times = [], []
-        for e in examples:
-            i = by_key[(e.text, e.intent)].pop(0)
-            predicted.append(raw["predictions"][i]["intent"] or FALLBACK_INTENT)
-            times.append(raw["latencies_ms"][i])
+        rows = raw["predictions"][offset:offset + len(examples)]
+        times = raw["latencies_ms"][offset:offset + len(examples)]
+        offset += len(examples)
+        predicted = [r["intent"] or FALLBACK_INTENT for r in rows]
         results[label] = {**metrics([e.intent for e in examples], predicted), "latency_ms": latency(times)}
-    return {"train_seconds": train_seconds, "model_bytes": model_bytes, "epochs": epochs, "results": results}
+    return {"train_seconds": raw["train_seconds"], "model_bytes": raw["model_bytes"], "epochs": epochs,
+            "results": results}
 
 
 def table(report: dict) -> str:
@@ -269,6 +265,8 @@ def main() -> None:
     parser.add_argument("--systems", default="kefu,fasttext,diet")
     parser.add_argument("--diet-epochs", type=int, default=100, help="Rasa's default is 100")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--no-jieba", action="store_true", help="skip training kefu's own data a second time "
+                        "with jieba words")
     args = parser.parse_args()
     report = {"started_at": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -287,7 +285,7 @@ def main() -> None:
                     if system == "kefu":
                         augment_n = 2 if name == "kefu" else 0
                         runs["kefu"] = run_kefu(files, system_work, "chars", augment_n)
-                        if name == "kefu":
+                        if name == "kefu" and not args.no_jieba:
                             runs["kefu-jieba"] = run_kefu(files, system_work, "jieba", augment_n)
                     elif system == "fasttext":
                         runs["fasttext"] = run_fasttext(files, system_work)
@@ -298,20 +296,30 @@ def main() -> None:
                     print(f"   failed: {error}", flush=True)
             report["datasets"][name] = runs
             print(table({"datasets": {name: runs}}), flush=True)
+            save(dict(report), previous)  # each data set's figures are kept even if a later one fails
+    merged = save(report, previous)
+    print("\n" + table(merged) + "\n" + ratios(merged))
+    if merged.get("chinese_tokenizer"):
+        print(merged["chinese_tokenizer"])
+    if not args.no_doc:
+        write_doc(merged)
+
+
+def save(report: dict, previous: dict) -> dict:
+    """Merge this run into benchmarks/results/nlu.json (a run of some systems keeps the others')."""
     kefu_runs = report["datasets"].get("kefu", {})
     if "kefu" in kefu_runs and "kefu-jieba" in kefu_runs and "error" not in kefu_runs["kefu"]:
         chars, jieba = kefu_runs["kefu"]["results"]["zh"]["accuracy"], kefu_runs["kefu-jieba"]["results"]["zh"]["accuracy"]
         report["chinese_tokenizer"] = (f"characters {chars:.3f} vs jieba words {jieba:.3f} accuracy on the zh test "
                                        f"split; kefu ships with {'characters' if chars >= jieba else 'jieba'}.")
     report["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
-    merged = {**previous, **report, "datasets": {**previous.get("datasets", {}), **report["datasets"]}}
+    datasets = {name: dict(runs) for name, runs in previous.get("datasets", {}).items()}
+    for name, runs in report["datasets"].items():
+        datasets.setdefault(name, {}).update(runs)
+    merged = {**previous, **report, "datasets": datasets}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(merged, indent=2, ensure_ascii=False))
-    print("\n" + table(merged) + "\n" + ratios(merged))
-    if report.get("chinese_tokenizer"):
-        print(report["chinese_tokenizer"])
-    if not args.no_doc:
-        write_doc(merged)
+    return merged
 
 
 if __name__ == "__main__":

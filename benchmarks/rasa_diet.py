@@ -1,8 +1,8 @@
 """Train and run Rasa's DIETClassifier with Rasa's default pipeline (run by benchmarks/nlu.py).
 
 Runs inside the Rasa 3.6 environment (`.venv-rasa/bin/python benchmarks/rasa_diet.py ...`):
-trains on a Rasa NLU YAML file, then parses every test message one at a time through Rasa's
-Agent, writing predictions, training seconds, per-message latencies and the model size as JSON.
+trains on a Rasa NLU YAML file, then parses every message of a JSON list one at a time through
+Rasa's Agent, in order, writing predictions, training seconds, per-message latencies and the model size as JSON.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ assistant_id: kefu-benchmark
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--texts", type=Path, required=True, help="JSON list of messages to parse, in order")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--language", default="en")
@@ -53,7 +53,6 @@ def main() -> None:
 
     from rasa.core.agent import Agent
     from rasa.model_training import train_nlu
-    from rasa.shared.nlu.training_data.loading import load_data
 
     with tempfile.TemporaryDirectory() as work:
         config = Path(work) / "config.yml"
@@ -63,9 +62,7 @@ def main() -> None:
         train_seconds = time.perf_counter() - started
         model_size = Path(model_path).stat().st_size
         agent = Agent.load(model_path)
-        test = load_data(str(args.test))
-        texts = [m.get("text") for m in test.intent_examples]
-        gold = [m.get("intent") for m in test.intent_examples]
+        texts = json.loads(args.texts.read_text(encoding="utf-8"))
 
         async def run() -> tuple[list[dict], list[float]]:
             predictions, latencies = [], []
@@ -83,7 +80,7 @@ def main() -> None:
             return predictions, latencies
 
         predictions, latencies = asyncio.run(run())
-    args.out.write_text(json.dumps({"train_seconds": train_seconds, "model_bytes": model_size, "gold": gold,
+    args.out.write_text(json.dumps({"train_seconds": train_seconds, "model_bytes": model_size,
                                     "predictions": predictions, "latencies_ms": latencies}))
 
 

@@ -126,14 +126,16 @@ def test_reconnect_resumes_without_loss_or_duplicates(stack):
     again.close()
 
 
-def test_nlu_server_answers_a_valid_parse_for_anything(stack):
+def test_nlu_server_parses_messages_and_rejects_malformed_requests(stack):
     url = f"http://127.0.0.1:{stack.settings.nlu_port}/model/parse"
     ok = httpx.post(url, json={"text": "我想买两件黑色羽绒服", "message_id": "m1"}).json()
     assert ok["intent"]["name"] == "product_search"
     assert {"quantity", "color", "product"} <= {e["entity"] for e in ok["entities"]}
+    empty = httpx.post(url, json={"text": ""}).json()
+    assert empty["intent"] == {"name": "nlu_fallback", "confidence": 1.0}
     for body in (b"{broken", b'{"text": 5}', b"[]"):
-        parsed = httpx.post(url, content=body).json()
-        assert parsed["intent"]["name"] == "nlu_fallback" and parsed["intent"]["confidence"] == 1.0
+        reply = httpx.post(url, content=body)
+        assert reply.status_code == 400 and reply.json()["error"] == "invalid_request"
     postback = httpx.post(url, json={"text": '/place_order{"product": "AP000"}'}).json()
     assert postback["intent"] == {"name": "place_order", "confidence": 1.0}
     assert postback["entities"][0]["value"] == "AP000"

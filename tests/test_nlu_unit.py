@@ -171,3 +171,24 @@ def test_long_numbers_tokenise_by_shape():
     assert tokenize("KF10234567") == tokenize("KF10998877")
     assert tokenize("42码 2件") == ["42", "码", "2", "件"]
     assert tokenize("我的订单KF10998877", "jieba") == ["我", "的", "订单", "kf", "<num8>"]
+
+
+def test_tagger_labels_decode_and_merge():
+    from nlu import tagger
+    from nlu.types import Entity
+
+    example = data.parse_example("有没有[黑色](color)的[保温壶](product) size [M](size)", "product_search")
+    tokens, labels = tagger.bio_labels(example)
+    assert list(zip(tokens, labels))[3:9] == [("黑", "B-color"), ("色", "I-color"), ("的", "O"),
+                                               ("保", "B-product"), ("温", "I-product"), ("壶", "I-product")]
+    assert labels[-1] == "B-size"
+    spans = tagger.token_spans(example.text)
+    decoded = tagger._decode(example.text, spans, labels, [0.9] * len(labels))
+    assert [(e.entity, e.value, e.start, e.end) for e in decoded] == [
+        (name, value, start, end) for name, value, start, end in example.entities]
+    # an I- tag without a B- still starts a span; a rule/lookup match always wins an overlap
+    repaired = tagger._decode("red hat", tagger.token_spans("red hat"), ["O", "I-product"], [0.8, 0.8])
+    assert [(e.entity, e.value) for e in repaired] == [("product", "hat")]
+    found = [Entity("color", "黑色", 3, 5)]
+    tagged = [Entity("color", "黑色的", 3, 6), Entity("product", "保温壶", 6, 9)]
+    assert [e.value for e in tagger.merge(found, tagged)] == ["黑色", "保温壶"]
