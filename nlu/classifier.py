@@ -134,6 +134,29 @@ def _ngram_ids(tokens: list[str], buckets: int) -> list[int]:
     return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams] or [0]
 
 
+def encode_batch(token_lists: list[list[str]], vocab: dict[str, int], dim: int, ngram_buckets: int,
+                 fasttext_model=None) -> tuple:
+    """(token ids, fastText vectors of unseen tokens, lengths, n-gram ids, n-gram offsets).
+
+    Without ``fasttext_model`` (training, where every token is in ``vocab``) the subword vectors stay zero.
+    """
+    width = max(len(tokens) for tokens in token_lists)
+    ids = np.zeros((len(token_lists), width), dtype=np.int64)
+    vectors = np.zeros((len(token_lists), width, dim), dtype=np.float32)
+    for row, tokens in enumerate(token_lists):
+        for col, token in enumerate(tokens):
+            ids[row, col] = vocab.get(token, 0)
+            if not ids[row, col] and fasttext_model is not None:
+                vectors[row, col] = fasttext_model.get_word_vector(token)
+    lengths = torch.tensor([len(t) for t in token_lists])
+    if not ngram_buckets:
+        return torch.from_numpy(ids), torch.from_numpy(vectors), lengths, None, None
+    grams = [_ngram_ids(tokens, ngram_buckets) for tokens in token_lists]
+    offsets = torch.tensor([0] + [len(g) for g in grams[:-1]]).cumsum(0)
+    flat = torch.tensor([i for g in grams for i in g])
+    return torch.from_numpy(ids), torch.from_numpy(vectors), lengths, flat, offsets
+
+
 class IntentModel:
     """A trained classifier: fastText vectors + BiLSTM + temperature + threshold, with its description."""
 
@@ -148,33 +171,14 @@ class IntentModel:
         self.chinese = chinese
         self.meta = meta
         self.tagger = None  # nlu.tagger.EntityTagger, when one was trained
-        self._ngram_buckets = network.ngram_buckets
 
     def tokens(self, text: str) -> list[str]:
         return tokenize(text, self.chinese)[:MAX_TOKENS] or ["<empty>"]
 
-    def _batch(self, token_lists: list[list[str]], subwords: bool = True) -> tuple:
-        """(token ids, fastText vectors of unseen tokens, lengths, n-gram ids, n-gram offsets)."""
-        width = max(len(tokens) for tokens in token_lists)
-        dim = self.network.embedding_dim
-        ids = np.zeros((len(token_lists), width), dtype=np.int64)
-        vectors = np.zeros((len(token_lists), width, dim), dtype=np.float32)
-        for row, tokens in enumerate(token_lists):
-            for col, token in enumerate(tokens):
-                ids[row, col] = self.vocab.get(token, 0)
-                if not ids[row, col] and subwords:
-                    vectors[row, col] = self.fasttext.get_word_vector(token)
-        lengths = torch.tensor([len(t) for t in token_lists])
-        if not self._ngram_buckets:
-            return torch.from_numpy(ids), torch.from_numpy(vectors), lengths, None, None
-        grams = [_ngram_ids(tokens, self._ngram_buckets) for tokens in token_lists]
-        offsets = torch.tensor([0] + [len(g) for g in grams[:-1]]).cumsum(0)
-        flat = torch.tensor([i for g in grams for i in g])
-        return torch.from_numpy(ids), torch.from_numpy(vectors), lengths, flat, offsets
-
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         with torch.inference_mode():
-            return self.network(*self._batch([self.tokens(t) for t in texts]))
+            return self.network(*encode_batch([self.tokens(t) for t in texts], self.vocab, self.network.embedding_dim,
+                                              self.network.ngram_buckets, self.fasttext))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities, one row per text, columns in ``self.labels`` order."""
@@ -369,7 +373,6 @@ def _fit(ft, examples: list[TrainingExample], labels: list[str], config: TrainCo
 def _train_network(network: BiLSTMAttention, token_lists: list[list[str]], targets: torch.Tensor,
                    subword_table: torch.Tensor, vocab: dict[str, int], config: TrainConfig, epochs: int, stage: str,
                    progress: Progress | None) -> None:
-    batcher = IntentModel(None, Ensemble([network]), vocab, [], 1.0, {}, config.chinese)
     dense = [p for name, p in network.named_parameters() if not name.startswith("ngrams.")]
     optimisers = [torch.optim.AdamW(dense, lr=config.learning_rate, weight_decay=1e-4)]
     if network.ngrams is not None:  # sparse rows: only the n-grams in the batch are updated
@@ -384,7 +387,8 @@ def _train_network(network: BiLSTMAttention, token_lists: list[list[str]], targe
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size].tolist()
-            ids, vectors, lengths, grams, offsets = batcher._batch([token_lists[r] for r in rows], subwords=False)
+            ids, vectors, lengths, grams, offsets = encode_batch([token_lists[r] for r in rows], vocab,
+                                                                 config.embedding_dim, config.ngram_buckets)
             # token dropout to the subword path: the classifier must cope with unseen words
             unseen = torch.rand(ids.shape) < 0.1
             vectors = torch.where(unseen.unsqueeze(-1), subword_table[ids], vectors)

@@ -100,6 +100,10 @@ def evaluate(model: IntentModel, examples: list[TrainingExample], report_dir: Pa
     }
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
+    entity_summary = evaluate_entities(model, examples, report_dir)
+    if entity_summary is not None:
+        summary["entities"] = entity_summary
+    if report_dir is not None:
         (report_dir / "intent_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
         errors = [{"text": t, "intent": g, "intent_prediction": {"name": p, "confidence": float(c)}}
                   for t, g, p, c in zip(texts, gold, predicted, confidence) if p != g]
@@ -108,11 +112,6 @@ def evaluate(model: IntentModel, examples: list[TrainingExample], report_dir: Pa
         hits = np.array([p == g for p, g in zip(predicted, gold)])
         plot_confusion_matrix(gold, predicted, report_dir / "intent_confusion_matrix.png")
         plot_histogram(confidence[hits], confidence[~hits], threshold, report_dir / "intent_histogram.png")
-    entity_summary = evaluate_entities(model, examples, report_dir)
-    if entity_summary is not None:
-        summary["entities"] = entity_summary
-        if report_dir is not None:
-            (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
 
 

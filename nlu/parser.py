@@ -7,6 +7,7 @@ import re
 
 from nlu.classifier import IntentModel
 from nlu.entities import EntityExtractor
+from nlu.tagger import merge
 from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
 
 # the pattern of Rasa's RegexMessageHandler (YAMLStoryReader._regex_message_pattern)
@@ -78,8 +79,6 @@ class MessageParser:
         found = self.entities.extract(text)
         tagger = self.model.tagger
         if tagger is not None and tagger.enabled:
-            from nlu.tagger import merge
-
             found = merge(found, tagger.tag(text))
         return found
 

@@ -29,12 +29,15 @@ class BatchRequest(BaseModel):
     texts: list[str] = Field(max_length=512)
 
 
-def _bad_request(error: ValidationError) -> JSONResponse:
+_EXPECTED = {"/model/parse": '{"text": "..."}', "/model/parse_batch": '{"texts": ["..."]}'}
+
+
+async def _bad_request(request: Request, error: ValidationError) -> JSONResponse:
     """A malformed request (not JSON, not UTF-8, wrong types) gets a 400 that says what is wrong."""
     problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3])
+    expected = _EXPECTED.get(request.url.path, "JSON")
     return JSONResponse(status_code=400, content={
-        "error": "invalid_request",
-        "message": f'expected a UTF-8 JSON body like {{"text": "..."}} ({problems})'})
+        "error": "invalid_request", "message": f"expected a UTF-8 JSON body like {expected} ({problems})"})
 
 
 def create_app(model_dir: Path, threshold: float | None = None) -> FastAPI:
@@ -47,13 +50,11 @@ def create_app(model_dir: Path, threshold: float | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="kefu NLU", lifespan=lifespan)
+    app.add_exception_handler(ValidationError, _bad_request)  # request bodies are validated in the routes
 
     @app.post("/model/parse")
     async def parse(request: Request) -> JSONResponse:
-        try:
-            body = ParseRequest.model_validate_json(await request.body())
-        except ValidationError as error:
-            return _bad_request(error)
+        body = ParseRequest.model_validate_json(await request.body())
         reference = body.message_id or uuid.uuid4().hex[:12]
         try:
             result = state["parser"].parse(body.text[:MAX_TEXT_CHARS]) if body.text.strip() else fallback_parse(body.text)
@@ -66,10 +67,7 @@ def create_app(model_dir: Path, threshold: float | None = None) -> FastAPI:
 
     @app.post("/model/parse_batch")
     async def parse_batch(request: Request) -> JSONResponse:
-        try:
-            body = BatchRequest.model_validate_json(await request.body())
-        except ValidationError as error:
-            return _bad_request(error)
+        body = BatchRequest.model_validate_json(await request.body())
         results = state["parser"].parse_batch([t[:MAX_TEXT_CHARS] for t in body.texts]) if body.texts else []
         return JSONResponse([r.to_rasa() for r in results])
 

@@ -11,24 +11,17 @@ without the tagger, and the tagger is switched on only when it measurably helps.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from nlu.text import normalize
+from nlu.text import token_spans
 from nlu.types import Entity, TrainingExample
 
 TAGGED_TYPES = ("product", "category", "color", "size")
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z]+(?:'[a-z]+)?|\d+|[^\s\w]")
 MIN_GAIN = 0.01  # F1 points the tagger must add on the held-out split to be switched on
-
-
-def token_spans(text: str) -> list[tuple[str, int, int]]:
-    """Tokens with character offsets into ``text`` (normalisation keeps offsets)."""
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(normalize(text))]
 
 
 class TaggerNet(nn.Module):

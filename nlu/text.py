@@ -27,6 +27,11 @@ _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 CHINESE_MODES = ("chars", "jieba")
 
 
+def token_spans(text: str) -> list[tuple[str, int, int]]:
+    """Characters-mode tokens with their offsets into ``text`` (normalisation keeps offsets)."""
+    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(normalize(text))]
+
+
 _LONG_NUMBER = re.compile(r"\d{3,}")
 
 
