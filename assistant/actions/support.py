@@ -7,7 +7,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
 from assistant.actions.context import language, shop_session, t
-from assistant.commerce.models import FaqEntry
+from knowledge_base.models import FaqEntry
 from nlu.text import normalize
 
 MIN_SCORE = 0.34  # below this overlap the bot says it does not know

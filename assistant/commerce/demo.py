@@ -15,14 +15,13 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from assistant.commerce import catalog_data as cd
-from assistant.commerce.faq_data import DEMO_FAQ
+from knowledge_base import faq
 from assistant.commerce.models import (
     Base,
     Category,
     Coupon,
     Customer,
     DailySales,
-    FaqEntry,
     Order,
     OrderItem,
     Product,
@@ -35,6 +34,11 @@ HISTORY_DAYS = 731  # two years of daily sales per product
 N_CUSTOMERS = 240
 N_ORDERS = 1200
 ORDER_WINDOW_DAYS = 120  # orders are spread over the last four months
+
+
+# what shoppers and the merchant produced survives regenerating the shop; the change log must keep
+# growing so the search index notices the new FAQ
+KEPT_TABLES = {"conversations", "transcript_messages", "kb_changes", "unanswered_questions"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def generate(session: Session, *, seed: int = 7, today: dt.date | None = None) -
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     for table in reversed(Base.metadata.sorted_tables):
-        if table.name not in ("conversations", "transcript_messages"):
+        if table.name not in KEPT_TABLES:
             session.execute(delete(table))
 
     products, variants = _catalog(session, rng)
@@ -68,13 +72,13 @@ def generate(session: Session, *, seed: int = 7, today: dt.date | None = None) -
     n_orders, n_events = _orders(session, rng, today, customers, variants)
     n_coupons = _coupons(session, rng, today, customers)
     n_sales = _sales_history(session, nprng, today, products)
-    for entry in DEMO_FAQ:
-        session.add(FaqEntry(**entry))
+    n_faq = faq.seed_demo(session)
+    faq.record_change(session, "reset", None)  # the search index rebuilds from the new FAQ
     session.commit()
     return DemoSummary(
         categories=len(cd.CATEGORIES), products=len(products), variants=len(variants),
         customers=len(customers), orders=n_orders, shipment_events=n_events, coupons=n_coupons,
-        daily_sales=n_sales, faq_entries=len(DEMO_FAQ),
+        daily_sales=n_sales, faq_entries=n_faq,
     )
 
 

@@ -180,21 +180,6 @@ class ReturnRequest(Base):
     order: Mapped[Order] = relationship()
 
 
-class FaqEntry(Base):
-    """A curated answer. The knowledge-base issue grows this into versions and Chroma indexing."""
-
-    __tablename__ = "faq_entries"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(48), unique=True)
-    category: Mapped[str] = mapped_column(String(32))
-    questions_zh: Mapped[list[str]] = mapped_column(JSON)
-    questions_en: Mapped[list[str]] = mapped_column(JSON)
-    answer_zh: Mapped[str] = mapped_column(Text)
-    answer_en: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="published")
-
-
 class Conversation(Base):
     __tablename__ = "conversations"
 

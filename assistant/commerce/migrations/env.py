@@ -2,6 +2,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from assistant.commerce.models import Base
+import knowledge_base.models  # noqa: F401  (the knowledge-base tables share the metadata)
 
 config = context.config
 target_metadata = Base.metadata

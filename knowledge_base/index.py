@@ -1,0 +1,289 @@
+"""The search index: Chroma for dense vectors, BM25 for words, fused by reciprocal rank.
+
+An indexed *target* is one published FAQ entry (``faq:<id>``) or one chunk of a policy document
+(``doc:<chunk id>``). Dense search embeds every question variant and the answer separately, per
+language, and a target scores its best-matching text; BM25 indexes one document per target and
+language (all its questions plus the answer). The two ranked lists are fused by reciprocal rank with
+per-language weights (the packaged dense model is English-only, so Chinese leans on BM25), and the
+features of the result go to the calibrated confidence model (``knowledge_base.confidence``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from knowledge_base.embeddings import Embedder
+from knowledge_base.faq import plain
+from knowledge_base.lexical import BM25Index
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "kefu_kb"
+MODES = ("hybrid", "dense", "bm25")
+RRF_K = 60
+# how much each ranking counts in the fusion, per query language
+DEFAULT_WEIGHTS = {"zh": {"dense": 0.5, "bm25": 1.0}, "en": {"dense": 1.0, "bm25": 1.0}}
+
+
+@dataclass
+class Target:
+    """What the index knows about one FAQ entry or document chunk."""
+
+    id: str  # faq:<id> / doc:<chunk id>
+    kind: str  # faq / doc
+    key: str  # the FAQ key, or the document source with its heading anchor
+    category: str
+    questions: dict[str, list[str]]  # language -> question variants (a chunk: its heading)
+    answers: dict[str, str]  # language -> answer template (a chunk: its text)
+    faq_id: int | None = None
+    source: str | None = None  # a chunk's document source and anchor
+    document_id: int | None = None
+    digest: str = ""
+
+    def texts(self) -> list[tuple[str, str, str]]:
+        """(language, field, text) of everything that is embedded."""
+        out = []
+        for lang, questions in self.questions.items():
+            out.extend((lang, f"q{i}", q) for i, q in enumerate(questions))
+        for lang, answer in self.answers.items():
+            if answer:
+                out.append((lang, "a", plain(answer)))
+        return out
+
+    def compute_digest(self, model: str) -> str:
+        payload = json.dumps([model, self.key, self.category, self.questions, self.answers], ensure_ascii=False,
+                             sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Passage:
+    """One search result: where it comes from, what it says, how well it matched."""
+
+    id: str
+    kind: str
+    key: str
+    faq_id: int | None
+    source: str | None
+    language: str  # the language of ``question`` and ``answer``
+    question: str  # the best-matching question variant (a chunk: its heading)
+    answer: str  # the answer template (a chunk: its text)
+    score: float  # fused score
+    dense: float  # best cosine similarity of the query to this target's texts
+    bm25: float  # BM25 score divided by the query's ceiling (about 0..1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    language: str
+    mode: str
+    passages: list[Passage]
+    features: list[float] = field(default_factory=list)
+    confidence: float = 0.0
+    elapsed_ms: float = 0.0
+
+
+def chroma_client(var_dir: Path, url: str = ""):  # type: ignore[no-untyped-def]
+    """``HttpClient`` when a Chroma server URL is configured, else ``PersistentClient`` under var/."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False, allow_reset=True)
+    if url:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        return chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
+                                   ssl=parsed.scheme == "https", settings=settings)
+    path = var_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+class KnowledgeIndex:
+    """Dense (Chroma) plus lexical (BM25) search over FAQ entries and document chunks."""
+
+    def __init__(self, embedder: Embedder, client: Any, collection: str = COLLECTION,
+                 weights: dict[str, dict[str, float]] | None = None):
+        self.embedder = embedder
+        self.client = client
+        self.collection_name = collection
+        self.collection = client.get_or_create_collection(
+            collection, configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
+            metadata={"embedding_model": embedder.name}, embedding_function=None)
+        self.weights = weights or DEFAULT_WEIGHTS
+        self.targets: dict[str, Target] = {}
+        self.bm25 = BM25Index()
+        self.lock = threading.RLock()
+        self.confidence: Any = None  # a knowledge_base.confidence.ConfidenceModel, when calibrated
+
+    # ------------------------------------------------------------------ writing
+    def stored_digests(self) -> dict[str, str]:
+        """Target id -> digest of what Chroma holds for it (to skip re-embedding unchanged targets)."""
+        digests: dict[str, str] = {}
+        offset, page = 0, 5000
+        while True:
+            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
+            for meta in got["metadatas"] or []:
+                if meta and meta.get("target"):
+                    digests[str(meta["target"])] = str(meta.get("digest", ""))
+            if len(got["ids"]) < page:
+                return digests
+            offset += page
+
+    def upsert(self, targets: list[Target], stored: dict[str, str] | None = None) -> int:
+        """Index ``targets``; texts are embedded only for targets whose content changed. Returns how
+        many targets were (re-)embedded."""
+        with self.lock:
+            changed: list[Target] = []
+            for target in targets:
+                target.digest = target.compute_digest(self.embedder.name)
+                have = stored.get(target.id) if stored is not None else None
+                if have != target.digest:
+                    changed.append(target)
+                self.targets[target.id] = target
+                for lang in set(target.questions) | set(target.answers):
+                    text = " ".join(target.questions.get(lang, []) * 2 + [plain(target.answers.get(lang, ""))])
+                    self.bm25.add(f"{target.id}|{lang}", text)
+            for start in range(0, len(changed), 256):
+                batch = changed[start:start + 256]
+                self._write_vectors(batch)
+            return len(changed)
+
+    def _write_vectors(self, batch: list[Target]) -> None:
+        if stored := [t.id for t in batch]:
+            self.collection.delete(where={"target": {"$in": stored}})
+        ids, texts, metas = [], [], []
+        for target in batch:
+            for lang, field_name, text in target.texts():
+                if not self.embedder.covers(text):
+                    continue  # the dense model cannot read it; BM25 still indexes it
+                ids.append(f"{target.id}|{lang}|{field_name}")
+                texts.append(text)
+                metas.append({"target": target.id, "language": lang, "field": field_name, "digest": target.digest})
+        if ids:
+            vectors = self.embedder.encode(texts)
+            self.collection.upsert(ids=ids, embeddings=vectors.tolist(), documents=texts, metadatas=metas)
+
+    def remove(self, target_ids: list[str]) -> None:
+        with self.lock:
+            for target_id in target_ids:
+                target = self.targets.pop(target_id, None)
+                for lang in ("zh", "en"):
+                    self.bm25.remove(f"{target_id}|{lang}")
+                del target
+            if target_ids:
+                self.collection.delete(where={"target": {"$in": list(target_ids)}})
+
+    def reset(self) -> None:
+        """Forget everything (the caller re-adds what SQL holds)."""
+        with self.lock:
+            self.client.delete_collection(self.collection_name)
+            self.collection = self.client.get_or_create_collection(
+                self.collection_name, configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
+                metadata={"embedding_model": self.embedder.name}, embedding_function=None)
+            self.targets.clear()
+            self.bm25 = BM25Index()
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    # ------------------------------------------------------------------ reading
+    def _dense(self, vector: np.ndarray, n: int) -> dict[str, tuple[float, str, str]]:
+        """Target -> (best similarity, language, field) over the ``n`` nearest texts."""
+        count = self.collection.count()
+        if not count:
+            return {}
+        got = self.collection.query(query_embeddings=[vector.tolist()], n_results=min(n, count),
+                                    include=["metadatas", "distances"])
+        best: dict[str, tuple[float, str, str]] = {}
+        for meta, distance in zip(got["metadatas"][0], got["distances"][0]):
+            target = str(meta["target"])
+            similarity = 1.0 - float(distance)
+            if target in self.targets and (target not in best or similarity > best[target][0]):
+                best[target] = (similarity, str(meta["language"]), str(meta["field"]))
+        return best
+
+    def _lexical(self, text: str, n: int) -> tuple[dict[str, tuple[float, str]], float]:
+        hits, ceiling = self.bm25.search(text, k=n)
+        best: dict[str, tuple[float, str]] = {}
+        for doc_id, score in hits:
+            target, lang = doc_id.rsplit("|", 1)
+            if target not in best or score > best[target][0]:
+                best[target] = (score, lang)
+        return best, ceiling
+
+    def search(self, text: str, language: str, k: int = 5, mode: str = "hybrid") -> SearchResult:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        started = time.perf_counter()
+        with self.lock:
+            readable = mode != "bm25" and self.embedder.covers(text)
+            dense = self._dense(self.embedder.encode_one(text), 60) if readable else {}
+            lexical, ceiling = self._lexical(text, 60) if mode != "dense" else ({}, 1.0)
+            weights = self.weights.get(language, self.weights["en"])
+            fused: dict[str, float] = {}
+            for name, ranking in (("dense", dense), ("bm25", lexical)):
+                order = sorted(ranking, key=lambda t: -ranking[t][0])
+                for rank, target in enumerate(order):
+                    fused[target] = fused.get(target, 0.0) + weights[name] / (RRF_K + rank + 1)
+            ranked = sorted(fused, key=lambda t: -fused[t])[:max(k, 2)]
+            passages = [self._passage(t, language, fused[t], dense.get(t), lexical.get(t), ceiling)
+                        for t in ranked]
+        result = SearchResult(text, language, mode, passages[:k])
+        result.features = features(passages, dense, lexical, ceiling, language)
+        if self.confidence is not None:
+            result.confidence = self.confidence.predict(result.features, language, mode)
+        else:
+            result.confidence = passages[0].score * (RRF_K + 1) / 2 if passages else 0.0
+        result.elapsed_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def _passage(self, target_id: str, language: str, score: float, dense: tuple[float, str, str] | None,
+                 lexical: tuple[float, str] | None, ceiling: float) -> Passage:
+        target = self.targets[target_id]
+        lang = language if language in target.answers and target.answers[language] else next(iter(target.answers))
+        question = target.questions.get(lang, [""])[0] if target.questions.get(lang) else ""
+        if dense and dense[1] == lang and dense[2].startswith("q"):
+            index = int(dense[2][1:])
+            if index < len(target.questions.get(lang, [])):
+                question = target.questions[lang][index]
+        return Passage(id=target.id, kind=target.kind, key=target.key, faq_id=target.faq_id, source=target.source,
+                       language=lang, question=question, answer=target.answers[lang], score=score,
+                       dense=dense[0] if dense else 0.0, bm25=(lexical[0] / ceiling) if lexical else 0.0)
+
+
+def features(passages: list[Passage], dense: dict[str, tuple[float, str, str]],
+             lexical: dict[str, tuple[float, str]], ceiling: float, language: str) -> list[float]:
+    """What the confidence model sees: how strongly and how unanimously the top result matched."""
+    if not passages:
+        return [0.0] * 7
+    top = passages[0]
+    second = passages[1] if len(passages) > 1 else None
+    dense_sorted = sorted((v[0] for v in dense.values()), reverse=True) + [0.0, 0.0]
+    bm25_sorted = sorted((v[0] / ceiling for v in lexical.values()), reverse=True) + [0.0, 0.0]
+    best_dense = max(dense, key=lambda t: dense[t][0]) if dense else None
+    best_bm25 = max(lexical, key=lambda t: lexical[t][0]) if lexical else None
+    agree = float(best_dense is not None and best_dense == best_bm25 == top.id)
+    return [
+        top.dense,
+        top.bm25,
+        dense_sorted[0] - dense_sorted[1],
+        bm25_sorted[0] - bm25_sorted[1],
+        agree,
+        (top.score - (second.score if second else 0.0)) * (RRF_K + 1),
+        float(language == "zh"),
+    ]
