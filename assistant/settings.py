@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     nlu_threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: the model's calibrated one
     nlu_model_dir: Path | None = None
 
+    # knowledge base: the index process, Chroma, the embedding model and the responder
+    kb_port: int = 5007
+    chroma_url: str = ""  # a Chroma server (HttpClient); empty: PersistentClient in chroma_dir
+    chroma_dir: Path | None = None  # None: var/chroma
+    kb_embedding_model: str = ""  # sentence-transformers name or path; empty: the packaged all-MiniLM-L6-v2
+    kb_responder: str = "extractive"  # extractive / t5 / openai
+    kb_t5_model: str = ""  # path or hub name of a seq2seq model for the t5 responder
+    llm_base_url: str = ""  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1
+    llm_model: str = ""
+    llm_api_key_env: str = "KEFU_LLM_API_KEY"  # the name of the variable holding the key, never the key
+    llm_timeout_s: float = 15.0
+    kb_min_confidence: float | None = Field(None, ge=0.0, le=1.0)  # None: the calibrated threshold
+    kb_timeout_s: float = 5.0  # how long actions wait for the knowledge base
+    # bearer token for the knowledge-base admin API until console accounts exist; empty: var/admin.token
+    admin_token: str = ""
+
     # widget limits
     max_text_chars: int = 2000  # characters in one shopper message
     max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
@@ -49,6 +65,14 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'kefu.db'}"
+
+    @property
+    def kb_url(self) -> str:
+        return f"http://{self.host}:{self.kb_port}"
+
+    @property
+    def kb_model_dir(self) -> Path:
+        return self.models_dir / "kb"
 
     @property
     def rasa_url(self) -> str:
@@ -71,9 +95,13 @@ class Settings(BaseSettings):
         return self.nlu_model_dir or self.models_dir / "nlu"
 
     def signing_key(self) -> str:
-        if self.secret_key:
-            return self.secret_key
-        path = self.var_dir / "secret.key"
+        return self.secret_key or self._generated("secret.key")
+
+    def admin_api_token(self) -> str:
+        return self.admin_token or self._generated("admin.token")
+
+    def _generated(self, name: str) -> str:
+        path = self.var_dir / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(32))

@@ -18,6 +18,7 @@ from channels import pages
 from channels.chat import ChatHub, ChatSession
 from channels.rasa_client import RasaClient
 from channels.transcripts import TranscriptStore
+from knowledge_base import api as kb_api
 
 STATIC = Path(__file__).with_name("static")
 
@@ -32,6 +33,8 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.rasa.aclose()
 
     app = FastAPI(title="kefu gateway", lifespan=lifespan)
+    app.include_router(kb_api.router(settings, sessions))
+    kb_api.install_error_handlers(app)
 
     def lang_of(value: str | None) -> str:
         return "en" if value == "en" else "zh"

@@ -143,7 +143,8 @@ def collect(make_index, targets: list[Target], modes: tuple[str, ...] = MODES, k
 def _without(target: Target, held: set[tuple[str, str, str]]) -> Target:
     questions = {lang: [q for q in qs if (target.id, lang, q) not in held] for lang, qs in target.questions.items()}
     return Target(id=target.id, kind=target.kind, key=target.key, category=target.category, questions=questions,
-                  answers=target.answers, faq_id=target.faq_id, source=target.source, document_id=target.document_id)
+                  answers=target.answers, faq_id=target.faq_id, source=target.source, document_id=target.document_id,
+                  tags=target.tags)
 
 
 def fit(examples: dict[str, list[tuple[list[float], int, str]]], embedding_model: str) -> ConfidenceModel:
@@ -168,4 +169,35 @@ def fit(examples: dict[str, list[tuple[list[float], int, str]]], embedding_model
                 "answered_correctly": round(float(((p >= threshold) & (y == 1)).sum() / max(y.sum(), 1)), 4),
                 "refused_when_wrong_or_unanswerable": round(float(((p < threshold) & (y == 0)).sum()
                                                                   / max((y == 0).sum(), 1)), 4)}
+    return model
+
+
+def calibrate(sessions, embedder, out_dir: Path, modes: tuple[str, ...] = MODES) -> ConfidenceModel:  # type: ignore[no-untyped-def]
+    """Fit the confidence model on the FAQ in the database and save it under ``out_dir``."""
+    import uuid
+
+    import chromadb
+    from chromadb.config import Settings
+
+    from knowledge_base.embeddings import CachedEmbedder
+    from knowledge_base.sync import all_targets
+
+    with sessions() as session:
+        targets = all_targets(session)
+    cached = CachedEmbedder(embedder)
+    client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False, allow_reset=True))
+    made: list[str] = []
+
+    def make_index() -> KnowledgeIndex:
+        for name in made:  # one fold's collection at a time
+            client.delete_collection(name)
+        made.clear()
+        name = f"calibration_{uuid.uuid4().hex[:8]}"
+        made.append(name)
+        return KnowledgeIndex(cached, client, collection=name)
+
+    examples = collect(make_index, targets, modes)
+    model = fit(examples, embedder.name)
+    model.meta["faq_targets"] = len(targets)
+    model.save(out_dir)
     return model

@@ -24,6 +24,7 @@ import numpy as np
 from knowledge_base.embeddings import Embedder
 from knowledge_base.faq import plain
 from knowledge_base.lexical import BM25Index
+from nlu.text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Target:
     faq_id: int | None = None
     source: str | None = None  # a chunk's document source and anchor
     document_id: int | None = None
+    tags: list[str] = field(default_factory=list)  # policy names the grounding check knows
     digest: str = ""
 
     def texts(self) -> list[tuple[str, str, str]]:
@@ -96,8 +98,13 @@ class SearchResult:
     elapsed_ms: float = 0.0
 
 
-def chroma_client(var_dir: Path, url: str = ""):  # type: ignore[no-untyped-def]
-    """``HttpClient`` when a Chroma server URL is configured, else ``PersistentClient`` under var/."""
+def question_key(text: str) -> str:
+    """A question with case, width, spaces and punctuation removed."""
+    return "".join(c for c in normalize(text) if c.isalnum())
+
+
+def chroma_client(path: Path, url: str = ""):  # type: ignore[no-untyped-def]
+    """``HttpClient`` when a Chroma server URL is configured, else ``PersistentClient`` at ``path``."""
     import chromadb
     from chromadb.config import Settings
 
@@ -108,7 +115,6 @@ def chroma_client(var_dir: Path, url: str = ""):  # type: ignore[no-untyped-def]
         parsed = urlparse(url)
         return chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
                                    ssl=parsed.scheme == "https", settings=settings)
-    path = var_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
@@ -127,6 +133,7 @@ class KnowledgeIndex:
         self.weights = weights or DEFAULT_WEIGHTS
         self.targets: dict[str, Target] = {}
         self.bm25 = BM25Index()
+        self.exact: dict[str, set[str]] = {}  # a question variant, normalised -> targets that hold it
         self.lock = threading.RLock()
         self.confidence: Any = None  # a knowledge_base.confidence.ConfidenceModel, when calibrated
 
@@ -154,10 +161,14 @@ class KnowledgeIndex:
                 have = stored.get(target.id) if stored is not None else None
                 if have != target.digest:
                     changed.append(target)
+                if target.id in self.targets:
+                    self._forget_questions(self.targets[target.id])
                 self.targets[target.id] = target
                 for lang in set(target.questions) | set(target.answers):
-                    text = " ".join(target.questions.get(lang, []) * 2 + [plain(target.answers.get(lang, ""))])
+                    text = " ".join(target.questions.get(lang, []) + [plain(target.answers.get(lang, ""))])
                     self.bm25.add(f"{target.id}|{lang}", text)
+                for question in [q for qs in target.questions.values() for q in qs]:
+                    self.exact.setdefault(question_key(question), set()).add(target.id)
             for start in range(0, len(changed), 256):
                 batch = changed[start:start + 256]
                 self._write_vectors(batch)
@@ -184,9 +195,17 @@ class KnowledgeIndex:
                 target = self.targets.pop(target_id, None)
                 for lang in ("zh", "en"):
                     self.bm25.remove(f"{target_id}|{lang}")
-                del target
+                if target is not None:
+                    self._forget_questions(target)
             if target_ids:
                 self.collection.delete(where={"target": {"$in": list(target_ids)}})
+
+    def _forget_questions(self, target: Target) -> None:
+        for question in [q for qs in target.questions.values() for q in qs]:
+            holders = self.exact.get(question_key(question), set())
+            holders.discard(target.id)
+            if not holders:
+                self.exact.pop(question_key(question), None)
 
     def reset(self) -> None:
         """Forget everything (the caller re-adds what SQL holds)."""
@@ -197,6 +216,7 @@ class KnowledgeIndex:
                 metadata={"embedding_model": self.embedder.name}, embedding_function=None)
             self.targets.clear()
             self.bm25 = BM25Index()
+            self.exact.clear()
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -240,6 +260,10 @@ class KnowledgeIndex:
                 order = sorted(ranking, key=lambda t: -ranking[t][0])
                 for rank, target in enumerate(order):
                     fused[target] = fused.get(target, 0.0) + weights[name] / (RRF_K + rank + 1)
+            # a question typed exactly as the FAQ words it ranks that entry first
+            for target in self.exact.get(question_key(text), ()) if mode != "dense" else ():
+                if target in self.targets:
+                    fused[target] = fused.get(target, 0.0) + 2.0 / (RRF_K + 1)
             ranked = sorted(fused, key=lambda t: -fused[t])[:max(k, 2)]
             passages = [self._passage(t, language, fused[t], dense.get(t), lexical.get(t), ceiling)
                         for t in ranked]

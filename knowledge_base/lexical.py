@@ -100,9 +100,10 @@ def tokens(text: str) -> list[str]:
     # Chinese: jieba words (domain words kept whole, synonyms folded) and character bigrams
     jieba = _jieba()
     for run in _CJK.findall(text):
-        words_zh = [w for w in jieba.lcut(run, HMM=True) if w not in ZH_STOPWORDS]
-        out.extend(synonyms.get(w, w) for w in words_zh)
-        folded = "".join(synonyms.get(w, w) for w in jieba.lcut(run, HMM=True))
+        words_zh = [synonyms.get(w, w) for w in jieba.lcut(run, HMM=True) if w not in ZH_STOPWORDS]
+        out.extend(words_zh)
+        # bigrams across the content words bridge segmentation differences (能退 / 退货)
+        folded = "".join(words_zh)
         out.extend("#" + folded[k:k + 2] for k in range(len(folded) - 1))
     return out
 

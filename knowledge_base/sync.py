@@ -26,7 +26,7 @@ def faq_target(entry: FaqEntry) -> Target:
                  if getattr(entry, f"questions_{lang}")}
     answers = {lang: getattr(entry, f"answer_{lang}") for lang in ("zh", "en") if getattr(entry, f"answer_{lang}")}
     return Target(id=f"faq:{entry.id}", kind="faq", key=entry.key, category=entry.category, questions=questions,
-                  answers=answers, faq_id=entry.id)
+                  answers=answers, faq_id=entry.id, tags=list(entry.tags or []))
 
 
 def chunk_targets(document: KbDocument) -> list[Target]:

@@ -57,7 +57,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterato
         pytest.fail("the demo shop and models are missing: run `make test` (it runs `kefu setup` first)")
     work = tmp_path_factory.mktemp("stack")
     shutil.copy(source_db, work / "kefu.db")
-    ports = {name: free_port() for name in ("GATEWAY", "RASA", "ACTIONS", "NLU")}
+    if (prepared.var_dir / "chroma").exists():  # the index `kefu setup` built; copied so tests can change it
+        shutil.copytree(prepared.var_dir / "chroma", work / "chroma")
+    ports = {name: free_port() for name in ("GATEWAY", "RASA", "ACTIONS", "NLU", "KB")}
     env = {
         **os.environ,
         "KEFU_HOST": "127.0.0.1",
@@ -65,13 +67,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterato
         "KEFU_VAR_DIR": str(prepared.var_dir),
         "KEFU_DATABASE_URL": f"sqlite:///{work / 'kefu.db'}",
         "KEFU_TRACKER_DB": str(work / "tracker.db"),
+        "KEFU_CHROMA_DIR": str(work / "chroma"),
         "KEFU_SECRET_KEY": "test-secret-key",
+        "KEFU_ADMIN_TOKEN": "test-admin-token",
         "PYTHONWARNINGS": "ignore",
     }
     settings = Settings(_env_file=None, **{  # the same view of the configuration the processes have
         "var_dir": prepared.var_dir, "database_url": env["KEFU_DATABASE_URL"], "secret_key": "test-secret-key",
         "gateway_port": ports["GATEWAY"], "rasa_port": ports["RASA"], "actions_port": ports["ACTIONS"],
-        "nlu_port": ports["NLU"]})
+        "nlu_port": ports["NLU"], "kb_port": ports["KB"], "chroma_dir": work / "chroma"})
     log_path = output_dir / "stack.log"
     log = log_path.open("w")
     process = subprocess.Popen([str(PROJECT_ROOT / ".venv" / "bin" / "honcho"), "start", "-f", "Procfile"],
@@ -95,6 +99,7 @@ def _wait_until_ready(settings: Settings, process: subprocess.Popen, log_path: P
         "nlu": f"http://127.0.0.1:{settings.nlu_port}/status",
         "actions": f"http://127.0.0.1:{settings.actions_port}/health",
         "rasa": f"{settings.rasa_url}/status",
+        "kb": f"{settings.kb_url}/health",
     }
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     pending = dict(checks)

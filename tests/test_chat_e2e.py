@@ -139,3 +139,37 @@ def test_nlu_server_parses_messages_and_rejects_malformed_requests(stack):
     postback = httpx.post(url, json={"text": '/place_order{"product": "AP000"}'}).json()
     assert postback["intent"] == {"name": "place_order", "confidence": 1.0}
     assert postback["entities"][0]["value"] == "AP000"
+
+
+def test_faq_answers_come_from_the_knowledge_base_with_sources(stack):
+    chat = ChatClient(stack.ws_url, "en")
+    replies = chat.say("how long does a refund take?")
+    assert "1 working day" in texts(replies)
+    sources = of_type(replies, "citations")[0]["sources"]
+    assert sources[0]["key"] == "refund_time" and sources[0]["title"]
+
+    unknown = chat.say("can you engrave my initials on a leather wallet?")
+    assert of_type(unknown, "unanswered") and "human" in texts(unknown).lower()
+    auth = {"Authorization": f"Bearer {stack.env['KEFU_ADMIN_TOKEN']}"}
+    inbox = httpx.get(f"{stack.gateway}/api/admin/kb/unanswered", headers=auth).json()["items"]
+    assert any("engrave" in group["text"] for group in inbox)
+    chat.close()
+
+
+def test_a_published_faq_is_answered_in_the_widget_right_away(stack):
+    auth = {"Authorization": f"Bearer {stack.env['KEFU_ADMIN_TOKEN']}"}
+    entry = {"key": "engraving_service", "category": "products", "tags": ["刻字", "engraving"],
+             "questions_zh": ["可以刻字吗", "能帮我刻名字吗"], "questions_en": ["can you engrave my initials",
+                                                                  "do you offer engraving"],
+             "answer_zh": "皮具和保温杯支持免费刻字（最多8个字符），下单时在备注里写上内容即可。",
+             "answer_en": "Leather goods and tumblers can be engraved for free (up to 8 characters); "
+                          "write the text in the order notes.", "status": "draft"}
+    created = httpx.post(f"{stack.gateway}/api/admin/kb/faqs", json=entry, headers=auth)
+    assert created.status_code == 201, created.text
+    published = httpx.post(f"{stack.gateway}/api/admin/kb/faqs/{created.json()['id']}/publish", headers=auth)
+    assert published.json()["status"] == "published"
+    chat = ChatClient(stack.ws_url, "en")
+    replies = chat.say("can you engrave my initials on a leather wallet?")
+    assert "engraved for free" in texts(replies)
+    assert of_type(replies, "citations")[0]["sources"][0]["key"] == "engraving_service"
+    chat.close()

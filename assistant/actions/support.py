@@ -2,37 +2,72 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from typing import Any
+
+import httpx
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
 from assistant.actions.context import language, shop_session, t
-from knowledge_base.models import FaqEntry
-from nlu.text import normalize
+from assistant.actions.orders import STATUS_TEXT
+from assistant.commerce.models import Order
+from assistant.settings import get_settings
 
-MIN_SCORE = 0.34  # below this overlap the bot says it does not know
+log = logging.getLogger(__name__)
 
-
-def _grams(text: str) -> set[str]:
-    """Character bigrams of Chinese and words of English: a language-agnostic lexical key."""
-    text = normalize(text)
-    words = {w for w in "".join(c if c.isalnum() else " " for c in text).split() if w.isascii() and len(w) > 2}
-    chars = [c for c in text if not c.isascii() and c.isalnum()]
-    return words | {a + b for a, b in zip(chars, chars[1:])}
+RETURN_DAYS, QUALITY_RETURN_DAYS, PRICE_PROTECTION_DAYS, WARRANTY_DAYS = 7, 30, 7, 365
 
 
-def best_faq(entries: list[FaqEntry], question: str) -> tuple[FaqEntry | None, float]:
-    asked = _grams(question)
-    best, best_score = None, 0.0
-    for entry in entries:
-        for variant in entry.questions_zh + entry.questions_en:
-            grams = _grams(variant)
-            if not grams or not asked:
-                continue
-            score = len(asked & grams) / len(grams | asked) ** 0.5 / len(grams) ** 0.5
-            if score > best_score:
-                best, best_score = entry, score
-    return best, best_score
+def _date(value: dt.datetime | None, lang: str) -> str:
+    if value is None:
+        return ""
+    return f"{value.month}月{value.day}日" if lang == "zh" else value.strftime("%d %b %Y").lstrip("0")
+
+
+def order_slots(order: Order, lang: str) -> dict[str, str]:
+    """The shopper's details an FAQ answer may mention (its [[...{slot}...]] segments)."""
+    events = {e.status: e.occurred_at for e in order.events}
+    delivered = events.get("delivered") if order.status in ("delivered", "returned") else None
+    shipped = events.get("picked_up") or events.get("packed")
+    electronics = any(i.variant.product.category.key == "electronics" for i in order.items)
+    slots = {"order_no": order.order_no, "order_date": _date(order.created_at, lang),
+             "order_status": STATUS_TEXT[order.status][0 if lang == "zh" else 1],
+             "shipped_date": _date(shipped, lang), "delivered_date": _date(delivered, lang)}
+    if delivered:
+        slots["return_deadline"] = _date(delivered + dt.timedelta(days=RETURN_DAYS), lang)
+        slots["quality_return_deadline"] = _date(delivered + dt.timedelta(days=QUALITY_RETURN_DAYS), lang)
+        slots["price_protection_deadline"] = _date(delivered + dt.timedelta(days=PRICE_PROTECTION_DAYS), lang)
+        if electronics:
+            slots["warranty_until"] = _date(delivered + dt.timedelta(days=WARRANTY_DAYS), lang)
+    return {k: v for k, v in slots.items() if v}
+
+
+def shopper_slots(tracker: Tracker, lang: str) -> dict[str, str]:
+    """Details of the order this shopper verified in the conversation, or of the latest order of the
+    customer the shop vouched for (signed token); nothing for an anonymous shopper."""
+    order_no = tracker.get_slot("verified_order")
+    customer_id = tracker.get_slot("customer_id")
+    if not order_no and customer_id is None:
+        return {}
+    with shop_session() as session:
+        query = select(Order)
+        if order_no:
+            query = query.where(Order.order_no == order_no)
+        else:
+            query = query.where(Order.customer_id == int(customer_id)).order_by(Order.created_at.desc())
+        order = session.scalars(query.limit(1)).first()
+        return order_slots(order, lang) if order else {}
+
+
+def ask_knowledge_base(question: str, lang: str, slots: dict[str, str], reason: str) -> dict[str, Any]:
+    settings = get_settings()
+    response = httpx.post(f"{settings.kb_url}/answer", timeout=settings.kb_timeout_s,
+                          json={"text": question[:2000], "language": lang, "slots": slots, "reason": reason})
+    response.raise_for_status()
+    return response.json()
 
 
 class ActionAnswerFromKb(Action):
@@ -41,20 +76,37 @@ class ActionAnswerFromKb(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         lang = language(tracker)
-        question = tracker.latest_message.get("text") or ""
-        with shop_session() as session:
-            entries = list(session.scalars(select(FaqEntry).where(FaqEntry.status == "published")))
-        entry, score = best_faq(entries, question)
-        if entry is None or score < MIN_SCORE:
+        question = (tracker.latest_message.get("text") or "").strip()
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        offer = [{"title": t(lang, "转人工", "Talk to an agent"), "payload": "/human_agent"},
+                 {"title": t(lang, "不用了", "No thanks"), "payload": "/deny"}]
+        if not question:
+            dispatcher.utter_message(text=t(lang, "您想了解什么呢？", "What would you like to know?"))
+            return []
+        try:
+            result = ask_knowledge_base(question, lang, shopper_slots(tracker, lang),
+                                        "fallback" if intent == "nlu_fallback" else "low_confidence")
+        except (httpx.HTTPError, ValueError) as error:
+            log.warning("knowledge base unavailable: %s", type(error).__name__)
+            dispatcher.utter_message(
+                text=t(lang, "抱歉，知识库暂时无法查询。要不要转人工客服帮您解答？",
+                       "Sorry, I can't look that up right now. Shall I get a human agent to help?"),
+                buttons=offer)
+            dispatcher.utter_message(json_message={"type": "unanswered", "reason": "unavailable"})
+            return []
+        if not result.get("answered"):
             dispatcher.utter_message(
                 text=t(lang, "这个问题我暂时不确定，不想给您错误的答案。要不要转人工客服？",
                        "I'm not sure about that one and don't want to guess. Shall I get a human agent?"),
-                buttons=[{"title": t(lang, "转人工", "Talk to an agent"), "payload": "/human_agent"},
-                         {"title": t(lang, "不用了", "No thanks"), "payload": "/deny"}])
-            dispatcher.utter_message(json_message={"type": "unanswered"})
+                buttons=offer)
+            dispatcher.utter_message(json_message={"type": "unanswered", "confidence": result.get("confidence")})
             return []
-        dispatcher.utter_message(text=entry.answer_zh if lang == "zh" else entry.answer_en)
-        dispatcher.utter_message(json_message={"type": "citations", "faq_ids": [entry.key], "score": round(score, 3)})
+        dispatcher.utter_message(text=result["text"])
+        dispatcher.utter_message(json_message={
+            "type": "citations", "faq_ids": [c["key"] for c in result["citations"]],
+            "sources": [{"key": c["key"], "title": c["title"], "faq_id": c["faq_id"], "source": c["source"]}
+                        for c in result["citations"]],
+            "responder": result.get("responder"), "confidence": result.get("confidence")})
         return []
 
 

@@ -179,7 +179,11 @@
       case "handoff":
         node = bubble("kefu-system", UI.handoff); break;
       case "citations":
-        node = el("div", "kefu-msg kefu-system", UI.source + ": FAQ " + msg.faq_ids.join(", ")); log.appendChild(node); break;
+        node = el("div", "kefu-msg kefu-system kefu-sources");
+        var names = (msg.sources || []).map(function (s) { return s.title || s.key; });
+        node.appendChild(el("span", null, UI.source + ": " + (names.length ? names.join(" · ") : (msg.faq_ids || []).join(", "))));
+        node.title = (msg.sources || []).map(function (s) { return s.source || ("FAQ " + s.key); }).join("\n");
+        log.appendChild(node); break;
       case "error":
         node = bubble("kefu-error", msg.text); break;
       default:

@@ -1,0 +1,191 @@
+"""The merchant's knowledge-base API, mounted by the gateway at ``/api/admin/kb``.
+
+FAQ curation (list, search, create, edit, publish, unpublish, delete, versions with diffs, restore),
+the unanswered-question inbox, and a preview that asks the knowledge base without queueing anything.
+Writes go to SQL; the knowledge-base process follows the change log, and is nudged after every write
+so the change is searchable at once. Until console accounts exist, a bearer token guards every route
+(``KEFU_ADMIN_TOKEN``, or the generated ``var/admin.token``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import httpx
+from anyio import to_thread
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.settings import Settings
+from knowledge_base import faq, unanswered
+from knowledge_base.faq import FaqError, FaqInput
+
+log = logging.getLogger(__name__)
+
+ERROR_STATUS = {"unauthorized": 401, "not_found": 404, "duplicate_key": 409, "conflict": 409, "invalid_status": 400}
+
+
+class FaqEdit(FaqInput):
+    expected_version: int | None = Field(None, ge=1, description="the version the editor loaded")
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+
+
+class DraftRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str | None = Field(None, min_length=2, max_length=48)
+    category: str = Field("uncategorized", min_length=1, max_length=32)
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=2000)
+    language: str | None = Field(None, pattern="^(zh|en)$")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def faq_error(_request: Request, error: FaqError) -> JSONResponse:
+        return JSONResponse(status_code=ERROR_STATUS.get(error.code, 400),
+                            content={"error": error.code, "message": error.message})
+
+    async def invalid(_request: Request, error: ValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"]} for e in error.errors()]
+        return JSONResponse(status_code=400, content={"error": "invalid_request", "message": problems[0]["message"]
+                                                      if problems else "invalid request", "problems": problems})
+
+    app.add_exception_handler(FaqError, faq_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ValidationError, invalid)  # type: ignore[arg-type]
+
+
+def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
+    def admin(authorization: str = Header("")) -> str:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.admin_api_token()):
+            raise FaqError("unauthorized", "a valid admin bearer token is required")
+        return "admin"
+
+    api = APIRouter(prefix="/api/admin/kb", dependencies=[Depends(admin)], tags=["knowledge base"])
+
+    async def run(work):  # type: ignore[no-untyped-def]
+        """Run ``work(session)`` in a worker thread and commit; returns its result."""
+        def call() -> Any:
+            with sessions() as session:
+                result = work(session)
+                session.commit()
+                return result
+        return await to_thread.run_sync(call)
+
+    async def nudge() -> None:
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                await client.post(f"{settings.kb_url}/sync")
+        except httpx.HTTPError:  # the knowledge base picks the change up from the log anyway
+            log.info("knowledge base not reachable for an immediate sync; its poller will apply the change")
+
+    async def body(request: Request, model: type[BaseModel]) -> Any:
+        return model.model_validate_json(await request.body())
+
+    @api.get("/faqs")
+    async def list_faqs(q: str = "", language: str | None = None, category: str | None = None,
+                        status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        limit, offset = max(1, min(limit, 500)), max(0, offset)
+
+        def work(session: Session) -> dict:
+            rows, total = faq.search(session, q, language if language in ("zh", "en") else None, category,
+                                     status, limit, offset)
+            return {"items": [faq.to_dict(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        return await run(work)
+
+    @api.post("/faqs", status_code=201)
+    async def create_faq(request: Request, user: str = Depends(admin)) -> dict:
+        data = await body(request, FaqInput)
+        result = await run(lambda s: faq.to_dict(faq.create(s, data, author=user)))
+        await nudge()
+        return result
+
+    @api.get("/faqs/{faq_id}")
+    async def get_faq(faq_id: int) -> dict:
+        return await run(lambda s: faq.to_dict(faq.get(s, faq_id)))
+
+    @api.put("/faqs/{faq_id}")
+    async def edit_faq(faq_id: int, request: Request, user: str = Depends(admin)) -> dict:
+        data = await body(request, FaqEdit)
+        content = FaqInput(**data.model_dump(exclude={"expected_version"}))
+        result = await run(lambda s: faq.to_dict(faq.update(s, faq_id, content, author=user,
+                                                            expected_version=data.expected_version)))
+        await nudge()
+        return result
+
+    @api.post("/faqs/{faq_id}/publish")
+    async def publish(faq_id: int, user: str = Depends(admin)) -> dict:
+        result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "published", user)))
+        await nudge()
+        return result
+
+    @api.post("/faqs/{faq_id}/unpublish")
+    async def unpublish(faq_id: int, user: str = Depends(admin)) -> dict:
+        result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "draft", user)))
+        await nudge()
+        return result
+
+    @api.delete("/faqs/{faq_id}")
+    async def delete_faq(faq_id: int) -> dict:
+        await run(lambda s: faq.delete(s, faq_id))
+        await nudge()
+        return {"deleted": faq_id}
+
+    @api.get("/faqs/{faq_id}/versions")
+    async def versions(faq_id: int) -> dict:
+        def work(session: Session) -> dict:
+            rows = faq.versions(session, faq_id)
+            out, previous = [], {}
+            for row in rows:
+                out.append({"version": row.version, "action": row.action, "author": row.author,
+                            "created_at": row.created_at.isoformat(), "snapshot": row.snapshot,
+                            "diff": faq.diff(previous, row.snapshot)})
+                previous = row.snapshot
+            return {"faq_id": faq_id, "versions": out}
+        return await run(work)
+
+    @api.post("/faqs/{faq_id}/restore")
+    async def restore(faq_id: int, request: Request, user: str = Depends(admin)) -> dict:
+        data = await body(request, RestoreRequest)
+        result = await run(lambda s: faq.to_dict(faq.restore(s, faq_id, data.version, user)))
+        await nudge()
+        return result
+
+    @api.get("/unanswered")
+    async def inbox(status: str = "open", language: str | None = None, limit: int = 100, offset: int = 0) -> dict:
+        limit, offset = max(1, min(limit, 500)), max(0, offset)
+        return await run(lambda s: {"items": [unanswered.to_dict(g) for g in unanswered.listing(
+            s, status, language if language in ("zh", "en") else None, limit, offset)]})
+
+    @api.post("/unanswered/{group_id}/dismiss")
+    async def dismiss(group_id: int) -> dict:
+        return await run(lambda s: unanswered.to_dict(unanswered.dismiss(s, group_id)))
+
+    @api.post("/unanswered/{group_id}/draft", status_code=201)
+    async def draft(group_id: int, request: Request, user: str = Depends(admin)) -> dict:
+        data = await body(request, DraftRequest) if (await request.body()).strip() else DraftRequest()
+        return await run(lambda s: faq.to_dict(unanswered.to_draft(s, group_id, user, data.key, data.category)))
+
+    @api.post("/preview")
+    async def preview(request: Request) -> JSONResponse:
+        data = await body(request, PreviewRequest)
+        try:
+            async with httpx.AsyncClient(timeout=settings.kb_timeout_s) as client:
+                response = await client.post(f"{settings.kb_url}/answer",
+                                              json={"text": data.text, "language": data.language, "record": False})
+        except httpx.HTTPError:
+            return JSONResponse(status_code=503, content={"error": "kb_unavailable",
+                                                          "message": "the knowledge base is not reachable"})
+        return JSONResponse(status_code=response.status_code, content=response.json())
+
+    return api

@@ -1,0 +1,436 @@
+"""The knowledge base: FAQ curation in SQL, the Chroma + BM25 index following it, confidence, responders,
+the unanswered queue, and the HTTP server. Real SQLite, real Chroma, the real packaged embedding model."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from assistant.commerce import db
+from assistant.privacy import mask
+from assistant.settings import Settings
+from knowledge_base import faq, unanswered
+from knowledge_base.faq import FaqError, FaqInput, fill_slots
+from knowledge_base.index import Passage
+from knowledge_base.lexical import BM25Index, tokens
+from knowledge_base.responder import (
+    OpenAIResponder,
+    T5Responder,
+    grounding_problems,
+    respond,
+)
+
+def passage(answer: str, key: str = "return_policy", question: str = "退货政策") -> Passage:
+    return Passage(id="faq:1", kind="faq", key=key, faq_id=1, source=None, language="zh", question=question,
+                   answer=answer, score=1.0, dense=0.0, bm25=1.0)
+
+
+# ---------------------------------------------------------------- FAQ store
+
+def entry(**changes) -> FaqInput:
+    data = dict(key="gift_cards", category="payment", tags=["礼品卡"], questions_zh=["有礼品卡吗", "卖购物卡吗"],
+                questions_en=["do you sell gift cards"], answer_zh="礼品卡面值100元和500元，有效期3年。",
+                answer_en="Gift cards come in ¥100 and ¥500 and are valid for 3 years.", status="draft")
+    return FaqInput(**{**data, **changes})
+
+
+def test_faq_input_is_validated():
+    with pytest.raises(ValidationError, match="answer_en is empty"):
+        entry(answer_en="")
+    with pytest.raises(ValidationError, match="lowercase"):
+        entry(key="Gift Cards!")
+    with pytest.raises(ValidationError, match="at least one question"):
+        entry(questions_zh=[], questions_en=[], answer_zh="", answer_en="")
+    with pytest.raises(ValidationError, match="unclosed"):
+        entry(answer_zh="[[您的订单{order_no}")
+    with pytest.raises(ValidationError, match="status"):
+        entry(status="live")
+    cleaned = entry(questions_zh=["  有礼品卡吗 ", "有礼品卡吗", ""], tags=[618])
+    assert cleaned.questions_zh == ["有礼品卡吗"] and cleaned.tags == ["618"]
+
+
+@pytest.fixture()
+def sessions(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'kb.db'}"
+    db.upgrade(url)
+    return db.session_factory(url)
+
+
+def test_versions_publish_restore_and_diff(sessions):
+    with sessions() as session:
+        created = faq.create(session, entry(), author="alice")
+        faq_id = created.id
+        assert created.version == 1 and created.status == "draft"
+        edited = faq.update(session, faq_id, entry(answer_zh="礼品卡面值100元，有效期3年。"), author="bob",
+                            expected_version=1)
+        assert edited.version == 2 and edited.author == "bob"
+        with pytest.raises(FaqError) as conflict:  # a stale editor must not overwrite bob's change
+            faq.update(session, faq_id, entry(answer_zh="x"), author="carol", expected_version=1)
+        assert conflict.value.code == "conflict"
+        assert faq.update(session, faq_id, entry(answer_zh="礼品卡面值100元，有效期3年。"), author="bob").version == 2
+        assert faq.set_status(session, faq_id, "published", "alice").published_at is not None
+        restored = faq.restore(session, faq_id, 1, author="alice")
+        assert restored.answer_zh.startswith("礼品卡面值100元和500元") and restored.status == "published"
+        history = faq.versions(session, faq_id)
+        assert [v.action for v in history] == ["create", "edit", "publish", "restore"]
+        changes = faq.diff(history[1].snapshot, history[0].snapshot)
+        assert list(changes) == ["answer_zh"]
+        assert any(line.startswith("+") and "500元" in line for line in changes["answer_zh"])
+        with pytest.raises(FaqError, match="exists already"):
+            faq.create(session, entry(), author="alice")
+        with pytest.raises(FaqError) as missing:
+            faq.restore(session, faq_id, 42, author="alice")
+        assert missing.value.code == "not_found"
+        rows, total = faq.search(session, "礼品卡", language="zh", status="published")
+        assert total == 1 and rows[0].id == faq_id
+        assert faq.search(session, "礼品卡", category="shipping")[1] == 0
+        session.commit()
+
+
+def test_slots_fill_known_details_and_drop_unknown_segments():
+    template = "签收后7天内可退。[[您的订单{order_no}于{delivered_date}签收。]]"
+    assert fill_slots(template, {"order_no": "KF1", "delivered_date": "11月3日"}) == "签收后7天内可退。您的订单KF1于11月3日签收。"
+    assert fill_slots(template, {"order_no": "KF1"}) == "签收后7天内可退。"
+    assert faq.plain(template) == "签收后7天内可退。"
+
+
+def test_demo_faq_is_bilingual_and_large_enough():
+    entries = faq.load_yaml()
+    assert len(entries) >= 60
+    assert all(e.questions_zh and e.questions_en and e.answer_zh and e.answer_en for e in entries)
+    assert len({e.key for e in entries}) == len(entries)
+
+
+# ---------------------------------------------------------------- lexical search
+
+def test_tokens_fold_synonyms_in_both_languages():
+    assert "运费" in tokens("邮费怎么算") and "运费" in tokens("快递费多少")
+    assert "refund" in tokens("can I get my money back") and "out of stock" in tokens("it is out of stock")
+    assert "return" in tokens("I want to send it back")
+    assert not {"the", "is", "吗"} & set(tokens("is the 运费 included 吗"))
+
+
+def test_bm25_ranks_and_forgets_documents():
+    index = BM25Index()
+    index.add("a", "退款多久到账 仓库收到退货后1个工作日内退款")
+    index.add("b", "运费多少 满99元包邮")
+    index.add("c", "发票怎么开 电子发票")
+    hits, ceiling = index.search("邮费怎么算")
+    assert hits[0][0] == "b" and 0 < hits[0][1] <= ceiling * 2
+    index.remove("b")
+    assert all(doc != "b" for doc, _ in index.search("邮费怎么算")[0])
+    assert len(index) == 2
+
+
+# ---------------------------------------------------------------- index, sync, confidence (real Chroma)
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from knowledge_base.service import KnowledgeBase
+
+    work = tmp_path_factory.mktemp("kb")
+    url = f"sqlite:///{work / 'kb.db'}"
+    db.upgrade(url)
+    sessions = db.session_factory(url)
+    with sessions() as session:
+        faq.seed_demo(session)
+        session.commit()
+    settings = Settings(_env_file=None, var_dir=work, database_url=url, kb_min_confidence=None)
+    knowledge = KnowledgeBase(settings)
+    knowledge.start(interval=0.05)
+    yield knowledge
+    knowledge.stop()
+
+
+@pytest.mark.parametrize("question,language,key", [
+    ("运费多少", "zh", "shipping_fee"),
+    ("买多少钱可以免邮", "zh", "shipping_fee"),
+    ("退款几天能到账", "zh", "refund_time"),
+    ("how long does a refund take", "en", "refund_time"),
+    ("do you ship to Hong Kong", "en", "delivery_area"),
+    ("my parcel was lost", "en", "lost_parcel"),
+])
+def test_hybrid_search_finds_the_entry(kb, question, language, key):
+    result = kb.search(question, language)
+    assert result.passages[0].key == key
+    assert result.passages[0].faq_id is not None and result.passages[0].language == language
+
+
+def test_english_only_model_leaves_chinese_to_bm25(kb):
+    assert not kb.embedder.covers("退款多久到账") and kb.embedder.covers("how long does a refund take")
+    assert kb.search("退款多久到账", "zh", mode="dense").passages == []
+    assert kb.search("退款多久到账", "zh", mode="bm25").passages[0].key == "refund_time"
+
+
+def _searchable(kb, text: str, language: str, key: str | None, timeout: float = 5.0) -> float:
+    """Seconds until the top hit for ``text`` is (or, with key None, is no longer) ``key``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        passages = kb.search(text, language).passages
+        top = passages[0].key if passages else None
+        if (key is None and top != "gift_cards") or (key is not None and top == key):
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"{text!r} did not reach {key!r} within {timeout} s")
+
+
+def test_publish_edit_unpublish_reach_the_index_through_the_change_log(kb):
+    with kb.sessions() as session:
+        new = faq.create(session, entry(status="published"), author="alice")
+        session.commit()
+        faq_id = new.id
+    _searchable(kb, "do you sell gift cards", "en", "gift_cards")
+    _searchable(kb, "有礼品卡吗", "zh", "gift_cards")
+    with kb.sessions() as session:
+        faq.update(session, faq_id, entry(status="published", questions_en=["can I buy a voucher card for a friend"]),
+                   author="bob")
+        session.commit()
+    _searchable(kb, "can I buy a voucher card for a friend", "en", "gift_cards")
+    with kb.sessions() as session:
+        faq.set_status(session, faq_id, "draft", author="bob")
+        session.commit()
+    _searchable(kb, "有礼品卡吗", "zh", None)
+    assert "faq:%d" % faq_id not in kb.index.targets
+
+
+def test_rebuild_reuses_stored_vectors_and_drops_stale_ones(kb):
+    stats = kb.sync.rebuild()
+    assert stats["embedded"] == 0 and stats["targets"] == len(kb.index)
+    kb.index.collection.upsert(ids=["faq:99999|en|q0"], embeddings=[[0.0] * kb.embedder.dim],
+                               metadatas=[{"target": "faq:99999", "language": "en", "field": "q0", "digest": "x"}])
+    assert kb.sync.rebuild()["removed"] == 1
+
+
+def test_answer_is_calibrated_and_unknown_questions_are_queued(kb, tmp_path):
+    from knowledge_base.confidence import calibrate
+
+    model = calibrate(kb.sessions, kb.embedder, tmp_path, modes=("hybrid",))
+    assert (tmp_path / "confidence.json").exists() and set(model.models) == {"hybrid/zh", "hybrid/en"}
+    assert json.loads((tmp_path / "confidence.json").read_text())["embedding_model"] == kb.embedder.name
+    kb.index.confidence = model
+    answered = kb.answer("运费多少", "zh", slots={})
+    assert answered["answered"] and "99元" in answered["text"] and answered["citations"][0]["key"] == "shipping_fee"
+    refused = kb.answer("今天杭州天气怎么样", "zh")  # in the calibration set: a question no FAQ answers
+    assert not refused["answered"] and refused["unanswered_id"]
+    again = kb.answer("今天杭州的天气怎么样呀", "zh")
+    assert again["unanswered_id"] == refused["unanswered_id"]
+    with kb.sessions() as session:
+        group = session.get(unanswered.UnansweredQuestion, refused["unanswered_id"])
+        assert group.count == 2 and len(group.examples) == 2
+
+
+# ---------------------------------------------------------------- unanswered queue
+
+def test_unanswered_questions_group_by_meaning_and_mask_personal_data(sessions):
+    from knowledge_base.embeddings import shared
+
+    embedder = shared()
+    with sessions() as session:
+        a = unanswered.record(session, "do you sell gift cards", "en", embedder=embedder)
+        b = unanswered.record(session, "Do you sell gift cards?", "en", "fallback", embedder=embedder)
+        c = unanswered.record(session, "are gift cards on sale in your shop", "en", embedder=embedder)
+        d = unanswered.record(session, "你们支持以旧换新吗", "zh", embedder=embedder)
+        e = unanswered.record(session, "你们支持不支持以旧换新", "zh", embedder=embedder)
+        f = unanswered.record(session, "call me at 138 1234 5678 about engraving", "en", embedder=embedder)
+        session.commit()
+        assert a.id == b.id == c.id and a.count == 3 and a.reason == "fallback"
+        assert d.id == e.id and d.count == 2 and d.id != a.id
+        assert "138" not in f.text and "[phone]" in f.text
+        assert unanswered.record(session, "   ", "en") is None
+        draft = unanswered.to_draft(session, a.id, author="alice")
+        assert draft.status == "draft" and draft.questions_en[0] == "do you sell gift cards"
+        assert unanswered.listing(session)[0].id == d.id  # converted groups leave the open list
+        unanswered.dismiss(session, d.id)
+        session.commit()
+        assert unanswered.listing(session, status="dismissed")[0].id == d.id
+
+
+def test_mask_hides_phones_emails_and_addresses():
+    masked = mask("电话13812345678，邮箱li.wei@example.com，地址杭州市西湖区文三路90号3栋")
+    assert "13812345678" not in masked and "example.com" not in masked and "文三路90号" not in masked
+    assert mask("订单KF10234567到哪了") == "订单KF10234567到哪了"
+
+
+# ---------------------------------------------------------------- responders and the grounding check
+
+def test_grounding_check_rejects_invented_numbers_policies_and_other_languages():
+    sources = [passage("签收后7天内支持无理由退货；质量问题30天内包退，运费由我们承担。")]
+    assert grounding_problems("签收后7天内可以无理由退货，质量问题30天内包退。", "zh", sources, {}) == []
+    assert any("15" in p for p in grounding_problems("签收后15天内可以无理由退货。", "zh", sources, {}))
+    assert any("15" in p for p in grounding_problems("签收后十五天内可以无理由退货。", "zh", sources, {}))
+    assert any("价保" in p for p in grounding_problems("签收后7天内可以退货，还支持价保。", "zh", sources, {}))
+    assert any("not zh" in p for p in grounding_problems("You can return it within 7 days.", "zh", sources, {}))
+    assert any("words" in p for p in grounding_problems("天气晴朗适合出门散步看风景", "zh", sources, {}))
+    slotted = [passage("签收后7天内可退。[[您的订单于{delivered_date}签收。]]")]
+    assert grounding_problems("您的订单于11月3日签收，7天内可退。", "zh", slotted, {"delivered_date": "11月3日"}) == []
+
+
+def _tiny_t5(tmp_path: Path):
+    """A randomly initialised T5 with a word-level tokenizer trained here (no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    corpus = [e.answer_zh + " " + e.answer_en + " " + " ".join(e.questions_zh + e.questions_en)
+              for e in faq.load_yaml()]
+    raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=1, num_decoder_layers=1,
+                      num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    import torch
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(config)
+    model.save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    return tmp_path / "t5"
+
+
+def test_t5_gibberish_is_caught_and_the_curated_answer_sent(tmp_path):
+    responder = T5Responder(str(_tiny_t5(tmp_path)), max_new_tokens=24)
+    sources = [passage("签收后7天内支持无理由退货；质量问题30天内包退，运费由我们承担。")]
+    generated = responder.generate("多久内可以退", "zh", sources, {})
+    assert generated, "the random model produces some text"
+    reply = respond(responder, "多久内可以退", "zh", sources, {})
+    assert reply.responder == "extractive" and reply.text == sources[0].answer and reply.problems
+    assert reply.citations[0]["key"] == "return_policy"
+
+
+class _ChatServer:
+    """A local OpenAI-compatible chat-completions server whose behaviour each test sets."""
+
+    def __init__(self):
+        self.mode = "ok"
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                if outer.mode == "timeout":
+                    time.sleep(1.5)
+                if outer.mode == "error":
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b"upstream exploded")
+                    return
+                content = {"ok": "签收后7天内可以无理由退货；质量问题30天内包退，运费我们出。",
+                           "invented": "签收后15天内可以无理由退货，运费我们出。",
+                           "timeout": "签收后7天内可以退货。"}.get(outer.mode)
+                payload = b"not json" if outer.mode == "garbage" else json.dumps(
+                    {"id": "x", "object": "chat.completion",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture()
+def chat_server() -> Iterator[_ChatServer]:
+    server = _ChatServer()
+    yield server
+    server.server.shutdown()
+
+
+def test_openai_responder_uses_grounded_answers_and_falls_back_on_errors(chat_server, monkeypatch):
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test")
+    responder = OpenAIResponder(chat_server.url, "qwen2.5", api_key_env="TEST_LLM_KEY", timeout=0.5)
+    sources = [passage("签收后7天内支持无理由退货；质量问题30天内包退，运费由我们承担。")]
+    good = respond(responder, "多久内可以退", "zh", sources, {})
+    assert good.responder == "openai" and "7天" in good.text and not good.problems
+    request = chat_server.requests[-1]
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
+    assert request["body"]["model"] == "qwen2.5" and "7天" in request["body"]["messages"][0]["content"]
+    for mode, reason in [("invented", "15"), ("error", "HTTP 500"), ("timeout", "timed out"),
+                         ("garbage", "not a chat completion")]:
+        chat_server.mode = mode
+        reply = respond(responder, "多久内可以退", "zh", sources, {})
+        assert reply.responder == "extractive" and reply.text == sources[0].answer
+        assert any(reason in p for p in reply.problems), (mode, reply.problems)
+    unreachable = OpenAIResponder("http://127.0.0.1:9/v1", "m", timeout=0.5)
+    assert respond(unreachable, "多久内可以退", "zh", sources, {}).responder == "extractive"
+
+
+# ---------------------------------------------------------------- the HTTP server
+
+def test_server_answers_and_rejects_malformed_requests(kb):
+    from knowledge_base.server import create_app
+
+    with TestClient(create_app(kb.settings, kb=kb)) as client:
+        ok = client.post("/answer", json={"text": "运费多少", "language": "zh"})
+        assert ok.status_code == 200 and ok.json()["passages"][0]["key"] == "shipping_fee"
+        search = client.post("/search", json={"text": "refund", "mode": "bm25", "k": 2}).json()
+        assert search["mode"] == "bm25" and len(search["passages"]) == 2
+        for bad in [b"not json", json.dumps({"text": 5}).encode(), json.dumps({"text": ""}).encode(),
+                    json.dumps({"text": "x" * 5000}).encode(), json.dumps({"text": "hi", "mode": "magic"}).encode(),
+                    json.dumps({"text": "hi", "language": "fr"}).encode()]:
+            response = client.post("/search" if b"mode" in bad else "/answer", content=bad)
+            assert response.status_code == 400 and response.json()["error"] == "invalid_request", bad
+        assert client.get("/health").json()["passages"] == len(kb.index)
+
+
+# ---------------------------------------------------------------- the admin API on the gateway
+
+def test_admin_api_curates_faqs_with_versions_and_the_inbox(tmp_path):
+    from channels.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'kefu.db'}"
+    db.upgrade(url)
+    settings = Settings(_env_file=None, var_dir=tmp_path, database_url=url, admin_token="t0ken", kb_port=9)
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": "Bearer t0ken"}
+        assert client.get("/api/admin/kb/faqs").status_code == 401
+        assert client.get("/api/admin/kb/faqs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        new = entry().model_dump()
+        created = client.post("/api/admin/kb/faqs", json=new, headers=auth)
+        assert created.status_code == 201, created.text
+        faq_id = created.json()["id"]
+        assert client.post("/api/admin/kb/faqs", json=new, headers=auth).status_code == 409
+        bad = client.post("/api/admin/kb/faqs", json={**new, "key": "x y", "answer_en": ""}, headers=auth)
+        assert bad.status_code == 400 and bad.json()["problems"]
+        assert client.post("/api/admin/kb/faqs", content=b"{oops", headers=auth).status_code == 400
+        edit = {**new, "answer_en": "Gift cards come in ¥100.", "expected_version": 1}
+        assert client.put(f"/api/admin/kb/faqs/{faq_id}", json=edit, headers=auth).json()["version"] == 2
+        assert client.put(f"/api/admin/kb/faqs/{faq_id}", json=edit | {"answer_en": "x"}, headers=auth).status_code == 409
+        assert client.post(f"/api/admin/kb/faqs/{faq_id}/publish", headers=auth).json()["status"] == "published"
+        history = client.get(f"/api/admin/kb/faqs/{faq_id}/versions", headers=auth).json()["versions"]
+        assert [v["action"] for v in history] == ["create", "edit", "publish"] and "answer_en" in history[1]["diff"]
+        restored = client.post(f"/api/admin/kb/faqs/{faq_id}/restore", json={"version": 1}, headers=auth).json()
+        assert "¥500" in restored["answer_en"] and restored["version"] == 4
+        listed = client.get("/api/admin/kb/faqs", params={"q": "礼品卡", "status": "published"}, headers=auth).json()
+        assert listed["total"] == 1 and listed["items"][0]["id"] == faq_id
+        assert client.get("/api/admin/kb/faqs/999999", headers=auth).status_code == 404
+        assert client.post(f"/api/admin/kb/faqs/{faq_id}/unpublish", headers=auth).json()["status"] == "draft"
+
+        with db.session_factory(url)() as session:
+            group = unanswered.record(session, "can you engrave my name", "en")
+            session.commit()
+            group_id = group.id
+        inbox = client.get("/api/admin/kb/unanswered", headers=auth).json()["items"]
+        assert inbox[0]["text"] == "can you engrave my name" and inbox[0]["count"] == 1
+        draft = client.post(f"/api/admin/kb/unanswered/{group_id}/draft", json={"key": "engraving"}, headers=auth)
+        assert draft.status_code == 201 and draft.json()["status"] == "draft"
+        assert draft.json()["questions_en"] == ["can you engrave my name"]
+        assert client.get("/api/admin/kb/unanswered", headers=auth).json()["items"] == []
+        assert client.post("/api/admin/kb/unanswered/424242/dismiss", headers=auth).status_code == 404
+        preview = client.post("/api/admin/kb/preview", json={"text": "运费多少"}, headers=auth)
+        assert preview.status_code == 503 and preview.json()["error"] == "kb_unavailable"
+        assert client.delete(f"/api/admin/kb/faqs/{faq_id}", headers=auth).json() == {"deleted": faq_id}
