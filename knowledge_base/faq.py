@@ -94,9 +94,9 @@ class FaqInput(BaseModel):
         for lang in ("zh", "en"):
             questions, answer = getattr(self, f"questions_{lang}"), getattr(self, f"answer_{lang}")
             if questions and not answer:
-                raise ValueError(f"questions_{lang} is given but answer_{lang} is empty")
+                raise ValueError(f"answer_{lang} is empty while questions_{lang} is given")
             if answer and not questions:
-                raise ValueError(f"answer_{lang} is given but questions_{lang} is empty")
+                raise ValueError(f"questions_{lang} is empty while answer_{lang} is given")
             if answer.count("[[") != answer.count("]]"):
                 raise ValueError(f"answer_{lang} has an unclosed [[ ... ]] segment")
         return self

@@ -161,10 +161,9 @@ def validate(rows: list[tuple[int, dict[str, Any]]], publish: bool = False) -> t
 
 
 def _column_of(message: str) -> str:
-    for name in COLUMNS:
-        if name in message:
-            return name
-    return "-"
+    """The column a row-level message names first, or '-'."""
+    found = [(message.find(name), name) for name in COLUMNS if name in message]
+    return min(found)[1] if found else "-"
 
 
 def import_faq(session: Session, data: bytes, fmt: str, author: str, publish: bool = False) -> dict[str, int]:

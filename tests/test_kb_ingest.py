@@ -56,7 +56,7 @@ def test_csv_with_bad_rows_imports_nothing_and_names_row_column_reason(env, tmp_
     result = kefu(env, "import", str(write_csv(tmp_path / "faq.csv", rows)))
     assert result.returncode == 1 and "nothing was imported" in result.stderr
     assert "row 3, column key:" in result.stderr
-    assert "row 4, column -: questions_en is given but answer_en is empty" in result.stderr
+    assert "row 4, column answer_en: answer_en is empty while questions_en is given" in result.stderr
     assert "row 5, column key: duplicate key 'gift_cards' (also on row 2)" in result.stderr
     assert "row 6, column status: must be one of draft, published" in result.stderr
     assert entries(env) == {}
