@@ -287,6 +287,36 @@ def kb_ingest(paths: list[Path] = typer.Argument(..., help="Markdown, HTML or PD
         session.commit()
 
 
+@kb_app.command("evaluate")
+def kb_evaluate(queries: Path = typer.Option(..., help="JSON lines of {text, lang, faq_id|null}"),
+                report: Path = typer.Option(Path("reports/kb"), help="directory for the report files"),
+                mode: str = typer.Option("hybrid", help="hybrid, dense or bm25")) -> None:
+    """Recall@1/@5, MRR, refusals of unanswerable questions and latency against the loaded FAQ."""
+    from knowledge_base.evaluate import QueryFileError, evaluate, load_queries
+    from knowledge_base.service import KnowledgeBase
+
+    try:
+        items = load_queries(queries)
+    except (QueryFileError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    kb = KnowledgeBase(get_settings())
+    kb.sync.rebuild()
+    try:
+        summary = evaluate(kb.index, items, lambda lang: kb.threshold(lang, mode), mode, report)
+    except QueryFileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    for name in ("zh", "en", "all"):
+        m = summary[name]
+        typer.echo(f"{name:3s} {m['answerable']:4d} answerable: R@1 {m['recall_at_1']:.3f} R@5 {m['recall_at_5']:.3f} "
+                   f"MRR {m['mrr']:.3f}, answered right {m['answered_correctly']:.3f} wrong "
+                   f"{m['answered_wrongly']:.3f}; {m['unanswerable']:3d} unanswerable: refused "
+                   f"{m['unanswerable_refusal_recall']:.3f} (precision {m['unanswerable_refusal_precision']:.3f})")
+    typer.echo(f"query latency p50 {summary['latency_ms']['p50']:.1f} ms, p95 {summary['latency_ms']['p95']:.1f} ms "
+               f"over {summary['faq_targets']} entries. Report in {report}/")
+
+
 @kb_app.command("serve")
 def kb_serve(port: int = typer.Option(None)) -> None:
     """Serve search and answers (the one process that owns the index)."""

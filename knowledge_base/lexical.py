@@ -1,4 +1,4 @@
-"""BM25 over words: jieba words plus character bigrams for Chinese, stemmed words for English.
+"""BM25 over words: jieba words plus characters and character bigrams for Chinese, stemmed English words.
 
 Shoppers and merchants name the same thing differently (邮费/运费, parcel/package), so both sides of
 the match go through a small table of shop-domain synonyms (``data/synonyms.yml``) that maps each
@@ -102,9 +102,10 @@ def tokens(text: str) -> list[str]:
     for run in _CJK.findall(text):
         words_zh = [synonyms.get(w, w) for w in jieba.lcut(run, HMM=True) if w not in ZH_STOPWORDS]
         out.extend(words_zh)
-        # bigrams across the content words bridge segmentation differences (能退 / 退货)
+        # characters and bigrams across the content words bridge segmentation differences (能退 / 退货)
         folded = "".join(words_zh)
         out.extend("#" + folded[k:k + 2] for k in range(len(folded) - 1))
+        out.extend("@" + char for char in folded)
     return out
 
 

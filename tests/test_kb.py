@@ -434,3 +434,26 @@ def test_admin_api_curates_faqs_with_versions_and_the_inbox(tmp_path):
         preview = client.post("/api/admin/kb/preview", json={"text": "运费多少"}, headers=auth)
         assert preview.status_code == 503 and preview.json()["error"] == "kb_unavailable"
         assert client.delete(f"/api/admin/kb/faqs/{faq_id}", headers=auth).json() == {"deleted": faq_id}
+
+
+def test_evaluate_reports_recall_mrr_refusals_and_a_plot(kb, tmp_path):
+    from knowledge_base.evaluate import QueryFileError, evaluate, load_queries
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in [
+        {"text": "运费多少", "lang": "zh", "faq_id": "shipping_fee"},
+        {"text": "how long does a refund take", "lang": "en", "faq_id": "refund_time"},
+        {"text": "what is the weather on Mars today", "lang": "en", "faq_id": None},
+    ]), encoding="utf-8")
+    summary = evaluate(kb.index, load_queries(queries), lambda lang: 0.5, "hybrid", tmp_path / "report")
+    assert summary["all"]["recall_at_1"] == 1.0 and summary["all"]["mrr"] == 1.0
+    assert summary["en"]["unanswerable"] == 1 and summary["latency_ms"]["p50"] > 0
+    assert {"kb_report.json", "kb_errors.json", "kb_confidence.png"} <= {p.name for p in (tmp_path / "report").iterdir()}
+    bad = tmp_path / "bad.jsonl"
+    for content, message in [('{"text": "x", "lang": "fr"}', "lang"), ("{oops", "not valid JSON"), ("", "empty")]:
+        bad.write_text(content, encoding="utf-8")
+        with pytest.raises(QueryFileError, match=message):
+            load_queries(bad)
+    bad.write_text(json.dumps({"text": "x", "lang": "en", "faq_id": "no_such_entry"}), encoding="utf-8")
+    with pytest.raises(QueryFileError, match="not a published FAQ entry"):
+        evaluate(kb.index, load_queries(bad), lambda lang: 0.5)
