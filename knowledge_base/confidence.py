@@ -23,9 +23,10 @@ import yaml
 
 from knowledge_base.index import MODES, KnowledgeIndex, Target
 
-VERSION = "kefu.kb.confidence.v1"
+VERSION = "kefu.kb.confidence.v2"
 OUT_OF_SCOPE_PATH = Path(__file__).with_name("data") / "out_of_scope.yml"
-FEATURES = ["top_dense", "top_bm25", "dense_margin", "bm25_margin", "agree", "fused_margin", "zh"]
+FEATURES = ["top_dense", "top_bm25", "dense_margin", "bm25_margin", "agree", "fused_margin", "zh", "rerank_top",
+            "rerank_margin"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -62,15 +63,31 @@ def best_threshold(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass
+class Reranker:
+    """A logistic regression over pair features (``index.PAIR_FEATURES``) that reorders the fused
+    candidates; trained on held-out question variants, so it knows no particular FAQ entry."""
+
+    weights: list[float]
+    mean: list[float]
+    scale: list[float]
+
+    def scores(self, rows: list[list[float]]) -> list[float]:
+        x = np.clip((np.asarray(rows, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale), -4, 4)
+        return _sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ np.asarray(self.weights)).tolist()
+
+
+@dataclass
 class ConfidenceModel:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # "mode/lang" -> weights, mean, scale, threshold
     meta: dict[str, Any] = field(default_factory=dict)
+    reranker: Reranker | None = None
 
     def predict(self, features: list[float], language: str, mode: str = "hybrid") -> float:
         model = self.models.get(f"{mode}/{language}") or self.models.get(f"{mode}/en")
         if model is None:
             return 0.0
-        x = (np.asarray(features) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+        # clipped: a feature far outside what calibration saw must not swing the answer by extrapolation
+        x = np.clip((np.asarray(features) - np.asarray(model["mean"])) / np.asarray(model["scale"]), -4, 4)
         return float(_sigmoid(np.r_[x, 1.0] @ np.asarray(model["weights"])))
 
     def threshold(self, language: str, mode: str = "hybrid") -> float:
@@ -80,8 +97,9 @@ class ConfidenceModel:
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "confidence.json"
-        path.write_text(json.dumps({"version": VERSION, "features": FEATURES, "models": self.models, **self.meta},
-                                   ensure_ascii=False, indent=2))
+        reranker = self.reranker.__dict__ if self.reranker else None
+        path.write_text(json.dumps({"version": VERSION, "features": FEATURES, "models": self.models,
+                                    "reranker": reranker, **self.meta}, ensure_ascii=False, indent=2))
         return path
 
     @classmethod
@@ -93,9 +111,14 @@ class ConfidenceModel:
         if data.get("version") != VERSION:
             return None
         models = data.pop("models")
+        reranker = data.pop("reranker", None)
         data.pop("version")
         data.pop("features", None)
-        return cls(models=models, meta=data)
+        return cls(models=models, meta=data, reranker=Reranker(**reranker) if reranker else None)
+
+    def attach(self, index: KnowledgeIndex) -> None:
+        index.confidence = self
+        index.reranker = self.reranker
 
 
 def out_of_scope(path: Path = OUT_OF_SCOPE_PATH) -> list[tuple[str, str]]:
@@ -117,7 +140,8 @@ def _folds(targets: list[Target], k: int, seed: int) -> list[list[tuple[str, str
 
 
 def collect(make_index, targets: list[Target], modes: tuple[str, ...] = MODES, k: int = 5,
-            seed: int = 13) -> dict[str, list[tuple[list[float], int, str]]]:
+            seed: int = 13, reranker: Reranker | None = None,
+            pairs: list[tuple[list[float], int]] | None = None) -> dict[str, list[tuple[list[float], int, str]]]:
     """Per mode, (features, label, language) of every held-out variant and out-of-scope question.
 
     ``make_index()`` returns an empty KnowledgeIndex (in memory); the caller's embedder should cache
@@ -128,6 +152,7 @@ def collect(make_index, targets: list[Target], modes: tuple[str, ...] = MODES, k
     for fold_no, fold in enumerate(_folds(targets, k, seed)):
         held = {(t, lang, q) for t, lang, q in fold}
         index: KnowledgeIndex = make_index()
+        index.reranker = reranker
         index.upsert([_without(target, held) for target in targets])
         queries = [(q, lang, t) for t, lang, q in fold]
         # each out-of-scope question is asked in exactly one fold
@@ -136,6 +161,8 @@ def collect(make_index, targets: list[Target], modes: tuple[str, ...] = MODES, k
             for mode in modes:
                 result = index.search(text, lang, k=5, mode=mode)
                 top = result.passages[0].id if result.passages else None
+                if pairs is not None and mode == "hybrid" and expected is not None:
+                    pairs.extend((f, int(t == expected)) for t, f in result.candidates)
                 examples[mode].append((result.features, int(expected is not None and top == expected), lang))
     return examples
 
@@ -196,8 +223,17 @@ def calibrate(sessions, embedder, out_dir: Path, modes: tuple[str, ...] = MODES)
         made.append(name)
         return KnowledgeIndex(cached, client, collection=name)
 
-    examples = collect(make_index, targets, modes)
+    pairs: list[tuple[list[float], int]] = []
+    collect(make_index, targets, ("hybrid",), pairs=pairs)  # first pass: what the reranker learns from
+    reranker = None
+    if pairs and any(y for _, y in pairs):
+        weights, mean, scale = fit_logistic(np.asarray([f for f, _ in pairs]), np.asarray([y for _, y in pairs],
+                                                                                          dtype=np.float64))
+        reranker = Reranker(weights.tolist(), mean.tolist(), scale.tolist())
+    examples = collect(make_index, targets, modes, reranker=reranker)
     model = fit(examples, embedder.name)
+    model.reranker = reranker
+    model.meta["reranker_pairs"] = len(pairs)
     model.meta["faq_targets"] = len(targets)
     model.save(out_dir)
     return model

@@ -23,7 +23,7 @@ import numpy as np
 
 from knowledge_base.embeddings import Embedder
 from knowledge_base.faq import plain
-from knowledge_base.lexical import BM25Index
+from knowledge_base.lexical import BM25Index, tokens
 from nlu.text import normalize
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 COLLECTION = "kefu_kb"
 MODES = ("hybrid", "dense", "bm25")
 RRF_K = 60
+EXACT_CONFIDENCE = 0.99  # a question typed exactly as an FAQ variant
+RERANK_DEPTH = 10  # fused candidates the learned reranker reorders
+PAIR_FEATURES = ["fused", "bm25", "dense", "has_dense", "bm25_rank", "dense_rank", "best_variant_coverage",
+                 "best_variant_jaccard", "entry_coverage", "answer_coverage", "exact"]
 # how much each ranking counts in the fusion, per query language
 DEFAULT_WEIGHTS = {"zh": {"dense": 0.5, "bm25": 1.0}, "en": {"dense": 1.0, "bm25": 1.0}}
 
@@ -95,6 +99,8 @@ class SearchResult:
     passages: list[Passage]
     features: list[float] = field(default_factory=list)
     confidence: float = 0.0
+    # hybrid mode: (target id, pair features) of the fused candidates, for training the reranker
+    candidates: list[tuple[str, list[float]]] = field(default_factory=list)
     elapsed_ms: float = 0.0
 
 
@@ -134,6 +140,9 @@ class KnowledgeIndex:
         self.targets: dict[str, Target] = {}
         self.bm25 = BM25Index()
         self.exact: dict[str, set[str]] = {}  # a question variant, normalised -> targets that hold it
+        # target -> language -> (index terms of each question variant, of the answer), for reranking
+        self.terms: dict[str, dict[str, tuple[list[set[str]], set[str]]]] = {}
+        self.reranker: Any = None  # knowledge_base.confidence.Reranker, when calibrated
         self.lock = threading.RLock()
         self.confidence: Any = None  # a knowledge_base.confidence.ConfidenceModel, when calibrated
 
@@ -169,6 +178,10 @@ class KnowledgeIndex:
                     self.bm25.add(f"{target.id}|{lang}", text)
                 for question in [q for qs in target.questions.values() for q in qs]:
                     self.exact.setdefault(question_key(question), set()).add(target.id)
+                self.terms[target.id] = {
+                    lang: ([set(tokens(q)) for q in target.questions.get(lang, [])],
+                           set(tokens(plain(target.answers.get(lang, "")))))
+                    for lang in set(target.questions) | set(target.answers)}
             for start in range(0, len(changed), 256):
                 batch = changed[start:start + 256]
                 self._write_vectors(batch)
@@ -197,6 +210,7 @@ class KnowledgeIndex:
                     self.bm25.remove(f"{target_id}|{lang}")
                 if target is not None:
                     self._forget_questions(target)
+                self.terms.pop(target_id, None)
             if target_ids:
                 self.collection.delete(where={"target": {"$in": list(target_ids)}})
 
@@ -217,6 +231,7 @@ class KnowledgeIndex:
             self.targets.clear()
             self.bm25 = BM25Index()
             self.exact.clear()
+            self.terms.clear()
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -256,25 +271,67 @@ class KnowledgeIndex:
             lexical, ceiling = self._lexical(text, 60) if mode != "dense" else ({}, 1.0)
             weights = self.weights.get(language, self.weights["en"])
             fused: dict[str, float] = {}
+            orders: dict[str, dict[str, int]] = {}
             for name, ranking in (("dense", dense), ("bm25", lexical)):
                 order = sorted(ranking, key=lambda t: -ranking[t][0])
+                orders[name] = {t: r for r, t in enumerate(order)}
                 for rank, target in enumerate(order):
                     fused[target] = fused.get(target, 0.0) + weights[name] / (RRF_K + rank + 1)
             # a question typed exactly as the FAQ words it ranks that entry first
             for target in self.exact.get(question_key(text), ()) if mode != "dense" else ():
                 if target in self.targets:
                     fused[target] = fused.get(target, 0.0) + 2.0 / (RRF_K + 1)
-            ranked = sorted(fused, key=lambda t: -fused[t])[:max(k, 2)]
+            ranked = sorted(fused, key=lambda t: -fused[t])
+            candidates: list[tuple[str, list[float]]] = []
+            rerank_scores: list[float] = []
+            if mode == "hybrid" and ranked:
+                exact = self.exact.get(question_key(text), set())
+                candidates = [(t, self._pair_features(text, t, language, fused, dense, lexical, ceiling,
+                                                             exact, orders))
+                              for t in ranked[:RERANK_DEPTH]]
+                if self.reranker is not None:
+                    scored = sorted(zip(self.reranker.scores([f for _, f in candidates]), candidates),
+                                    key=lambda pair: -pair[0])
+                    rerank_scores = [score for score, _ in scored]
+                    ranked = [t for _, (t, _) in scored] + ranked[RERANK_DEPTH:]
+            ranked = ranked[:max(k, 2)]
             passages = [self._passage(t, language, fused[t], dense.get(t), lexical.get(t), ceiling)
                         for t in ranked]
-        result = SearchResult(text, language, mode, passages[:k])
-        result.features = features(passages, dense, lexical, ceiling, language)
+        result = SearchResult(text, language, mode, passages[:k], candidates=candidates)
+        result.features = features(passages, dense, lexical, ceiling, language, rerank_scores)
         if self.confidence is not None:
             result.confidence = self.confidence.predict(result.features, language, mode)
         else:
             result.confidence = passages[0].score * (RRF_K + 1) / 2 if passages else 0.0
+        if passages and mode != "dense" and passages[0].id in self.exact.get(question_key(text), ()):
+            result.confidence = max(result.confidence, EXACT_CONFIDENCE)  # the merchant wrote this very question
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         return result
+
+    def _pair_features(self, text: str, target_id: str, language: str, fused: dict[str, float],
+                       dense: dict[str, tuple[float, str, str]], lexical: dict[str, tuple[float, str]], ceiling: float,
+                       exact: set[str], orders: dict[str, dict[str, int]]) -> list[float]:
+        """How well one candidate matches the query, in terms that mean the same for any FAQ."""
+        query = set(tokens(text))
+        variants, answer = self.terms.get(target_id, {}).get(language, ([], set()))
+        n = max(len(query), 1)
+        coverage = max((len(query & v) / n for v in variants), default=0.0)
+        jaccard = max((len(query & v) / max(len(query | v), 1) for v in variants), default=0.0)
+        everything = set().union(*variants, answer) if variants else answer
+        dense_order, bm25_order = orders.get("dense", {}), orders.get("bm25", {})
+        return [
+            fused[target_id] * (RRF_K + 1),
+            (lexical[target_id][0] / ceiling) if target_id in lexical else 0.0,
+            dense[target_id][0] if target_id in dense else 0.0,
+            float(bool(dense)),
+            1.0 / (1 + bm25_order[target_id]) if target_id in bm25_order else 0.0,
+            1.0 / (1 + dense_order[target_id]) if target_id in dense_order else 0.0,
+            coverage,
+            jaccard,
+            len(query & everything) / n,
+            len(query & answer) / n,
+            float(target_id in exact),
+        ]
 
     def _passage(self, target_id: str, language: str, score: float, dense: tuple[float, str, str] | None,
                  lexical: tuple[float, str] | None, ceiling: float) -> Passage:
@@ -291,10 +348,13 @@ class KnowledgeIndex:
 
 
 def features(passages: list[Passage], dense: dict[str, tuple[float, str, str]],
-             lexical: dict[str, tuple[float, str]], ceiling: float, language: str) -> list[float]:
+             lexical: dict[str, tuple[float, str]], ceiling: float, language: str,
+             rerank_scores: list[float] | None = None) -> list[float]:
     """What the confidence model sees: how strongly and how unanimously the top result matched."""
+    rerank = (rerank_scores or []) + [0.0, 0.0]
+    rerank_features = [rerank[0], rerank[0] - rerank[1]] if rerank_scores else [0.0, 0.0]
     if not passages:
-        return [0.0] * 7
+        return [0.0] * 7 + rerank_features
     top = passages[0]
     second = passages[1] if len(passages) > 1 else None
     dense_sorted = sorted((v[0] for v in dense.values()), reverse=True) + [0.0, 0.0]
@@ -310,4 +370,5 @@ def features(passages: list[Passage], dense: dict[str, tuple[float, str, str]],
         agree,
         (top.score - (second.score if second else 0.0)) * (RRF_K + 1),
         float(language == "zh"),
+        *rerank_features,
     ]

@@ -37,10 +37,12 @@ class KnowledgeBase:
         self.sessions = sessions or session_factory(settings.db_url)
         self.embedder = embedder or Embedder(settings.kb_embedding_model or None)
         self.index = KnowledgeIndex(self.embedder, client or chroma_client(settings.chroma_dir or settings.var_dir / "chroma", settings.chroma_url))
-        self.index.confidence = ConfidenceModel.load(settings.kb_model_dir)
-        if self.index.confidence and self.index.confidence.meta.get("embedding_model") != self.embedder.name:
+        model = ConfidenceModel.load(settings.kb_model_dir)
+        if model and model.meta.get("embedding_model") != self.embedder.name:
             log.warning("the confidence model was calibrated for another embedding model; run `kefu kb calibrate`")
-            self.index.confidence = None
+            model = None
+        if model:
+            model.attach(self.index)
         self.sync = IndexSync(self.index, self.sessions)
         self.responder = responder or responder_from(settings)
 

@@ -215,7 +215,7 @@ def test_answer_is_calibrated_and_unknown_questions_are_queued(kb, tmp_path):
     model = calibrate(kb.sessions, kb.embedder, tmp_path, modes=("hybrid",))
     assert (tmp_path / "confidence.json").exists() and set(model.models) == {"hybrid/zh", "hybrid/en"}
     assert json.loads((tmp_path / "confidence.json").read_text())["embedding_model"] == kb.embedder.name
-    kb.index.confidence = model
+    model.attach(kb.index)
     answered = kb.answer("运费多少", "zh", slots={})
     assert answered["answered"] and "99元" in answered["text"] and answered["citations"][0]["key"] == "shipping_fee"
     refused = kb.answer("今天杭州天气怎么样", "zh")  # in the calibration set: a question no FAQ answers

@@ -1,0 +1,245 @@
+"""Knowledge-base retrieval benchmark: hybrid against dense-only and BM25-only, at 100, 1,000 and 10,000 FAQ entries.
+
+    .venv/bin/python benchmarks/kb.py                      # every size, every mode
+    .venv/bin/python benchmarks/kb.py --sizes 100 --modes hybrid
+
+The FAQ is the demo shop's (65 entries, zh + en) padded with generated product questions (material,
+care, size, warranty... of every catalog product type and style) up to each size. The queries are
+``benchmarks/data/kb_queries.jsonl``: two paraphrases per entry and language written without reusing
+the FAQ's wording, plus questions no entry answers. The confidence model is calibrated once, on the
+100-entry FAQ, and used at every size. Publish-to-searchable is the time from committing a published
+entry to SQL until a search returns it, with the knowledge base's own change-log poller running.
+
+Prints a table, writes ``benchmarks/results/kb.json`` and the knowledge-base section of
+``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assistant.commerce import catalog_data as cd  # noqa: E402
+from assistant.commerce import db  # noqa: E402
+from assistant.settings import Settings  # noqa: E402
+from knowledge_base import faq  # noqa: E402
+from knowledge_base.confidence import calibrate  # noqa: E402
+from knowledge_base.evaluate import evaluate, load_queries  # noqa: E402
+from knowledge_base.faq import FaqInput  # noqa: E402
+from knowledge_base.service import KnowledgeBase  # noqa: E402
+
+QUERIES = ROOT / "benchmarks" / "data" / "kb_queries.jsonl"
+RESULTS = ROOT / "benchmarks" / "results" / "kb.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+MODES = ("hybrid", "dense", "bm25")
+
+# (key, zh question templates, en question templates, zh answer, en answer); {n}/{e} are the product names
+ASPECTS = [
+    ("material", ["{n}是什么材质的", "{n}用的什么面料"], ["what is the {e} made of", "what material is the {e}"],
+     "{n}采用{m}材质，手感{f}。", "The {e} is made of {m_en} and feels {f_en}."),
+    ("care", ["{n}怎么清洗", "{n}可以机洗吗"], ["how do I clean the {e}", "can the {e} go in the washing machine"],
+     "{n}建议{c}，避免暴晒。", "Clean the {e} by {c_en}; keep it out of strong sun."),
+    ("size", ["{n}的尺寸是多少", "{n}有多大"], ["what are the dimensions of the {e}", "how big is the {e}"],
+     "{n}的尺寸约为{d}厘米，重量{w}克。", "The {e} measures about {d} cm and weighs {w} g."),
+    ("origin", ["{n}是哪里生产的", "{n}产地是哪里"], ["where is the {e} made", "what is the origin of the {e}"],
+     "{n}产自{o}，经过{q}道质检。", "The {e} is made in {o_en} and passes {q} quality checks."),
+    ("warranty", ["{n}保修多久", "{n}坏了能修吗"], ["how long is the {e} guaranteed", "can the {e} be repaired"],
+     "{n}享受{y}个月品质保障。", "The {e} has a {y}-month quality guarantee."),
+    ("suitable", ["{n}适合什么人用", "{n}适合送人吗"], ["who is the {e} suitable for", "is the {e} a good gift"],
+     "{n}适合{p}，也适合作为礼物。", "The {e} suits {p_en} and makes a good gift."),
+    ("colours", ["{n}有几种颜色", "{n}有什么颜色可选"], ["how many colours does the {e} come in",
+                                                 "which colours are available for the {e}"],
+     "{n}有{k}种颜色可选。", "The {e} comes in {k} colours."),
+    ("package", ["{n}包装里有什么", "{n}配件有哪些"], ["what is in the {e} box", "which accessories come with the {e}"],
+     "{n}包装内含主体、说明书和{a}。", "The {e} box holds the item, a manual and {a_en}."),
+    ("batch", ["{n}是新款吗", "{n}什么时候上市的"], ["is the {e} a new model", "when was the {e} released"],
+     "{n}于{v}年上市，是当季款。", "The {e} was released in {v} and is this season's model."),
+]
+MATERIALS = [("纯棉", "cotton", "柔软", "soft"), ("涤纶", "polyester", "顺滑", "smooth"), ("羊毛", "wool", "温暖", "warm"),
+             ("不锈钢", "stainless steel", "坚固", "sturdy"), ("陶瓷", "ceramic", "细腻", "fine"),
+             ("真皮", "leather", "有质感", "rich")]
+CARE = [("手洗", "hand washing"), ("冷水机洗", "cold machine wash"), ("湿布擦拭", "wiping with a damp cloth")]
+ORIGINS = [("浙江", "Zhejiang"), ("广东", "Guangdong"), ("福建", "Fujian"), ("江苏", "Jiangsu")]
+PEOPLE = [("上班族", "office workers"), ("学生", "students"), ("运动爱好者", "sporty people"), ("长辈", "older relatives")]
+ACCESSORIES = [("防尘袋", "a dust bag"), ("备用配件", "spare parts"), ("礼品卡片", "a gift card")]
+
+
+def padding(count: int) -> list[FaqInput]:
+    """``count`` generated product-question entries (deterministic)."""
+    out: list[FaqInput] = []
+    number = 0
+    for category, types in cd.PRODUCT_TYPES.items():
+        for style_zh, style_en, _ in cd.STYLES[category]:
+            for type_zh, type_en, _, _ in types:
+                for brand in cd.BRANDS[category]:
+                    brand_zh, brand_en = brand.split(" ", 1)
+                    for aspect, qzh, qen, azh, aen in ASPECTS:
+                        if len(out) >= count:
+                            return out
+                        number += 1
+                        m = MATERIALS[number % len(MATERIALS)]
+                        c = CARE[number % len(CARE)]
+                        o = ORIGINS[number % len(ORIGINS)]
+                        p = PEOPLE[number % len(PEOPLE)]
+                        a = ACCESSORIES[number % len(ACCESSORIES)]
+                        values = dict(n=f"{brand_zh}{style_zh}{type_zh}", e=f"{brand_en} {style_en} {type_en}",
+                                      m=m[0], m_en=m[1], f=m[2], f_en=m[3], c=c[0], c_en=c[1], o=o[0], o_en=o[1],
+                                      p=p[0], p_en=p[1], a=a[0], a_en=a[1], d=20 + number % 60,
+                                      w=100 + number % 900, q=3 + number % 5, y=6 + number % 19, k=2 + number % 6,
+                                      v=2020 + number % 6)
+                        out.append(FaqInput(
+                            key=f"p{number:05d}_{aspect}"[:48], category=f"product_{category}", status="published",
+                            questions_zh=[q.format(**values) for q in qzh],
+                            questions_en=[q.format(**values) for q in qen],
+                            answer_zh=azh.format(**values), answer_en=aen.format(**values)))
+    # more than the catalog's combinations: number the series
+    while len(out) < count:
+        base = out[len(out) % max(1, number)]
+        series = len(out) // max(1, number) + 1
+        out.append(FaqInput(**{**base.model_dump(), "key": f"{base.key[:40]}_s{series}",
+                               "questions_zh": [q.replace("是", f"第{series}代是", 1) for q in base.questions_zh],
+                               "questions_en": [f"{q} (series {series})" for q in base.questions_en]}))
+    return out
+
+
+def build(size: int, work: Path) -> tuple[KnowledgeBase, float, float]:
+    """A knowledge base with the demo FAQ padded to ``size`` entries: (kb, seconds to index, entries/s)."""
+    url = f"sqlite:///{work / f'kb{size}.db'}"
+    db.upgrade(url)
+    sessions = db.session_factory(url)
+    with sessions() as session:
+        faq.seed_demo(session)
+        for item in padding(size - len(faq.load_yaml())):
+            faq.create(session, item, author="benchmark", action="import")
+        session.commit()
+    settings = Settings(_env_file=None, var_dir=work / f"var{size}", database_url=url, kb_min_confidence=None)
+    kb = KnowledgeBase(settings)
+    started = time.perf_counter()
+    kb.sync.rebuild()
+    seconds = time.perf_counter() - started
+    return kb, seconds, size / seconds
+
+
+def publish_latency(kb: KnowledgeBase, rounds: int = 10) -> list[float]:
+    """Seconds from committing a published entry until a search finds it (the 0.2 s poller running)."""
+    kb.sync.start(interval=0.2)
+    latencies = []
+    try:
+        for i in range(rounds):
+            key = f"bench_publish_{i}_{int(time.time() * 1000) % 100000}"
+            question = f"can I order the limited edition item number {i} {key[-5:]}"
+            with kb.sessions() as session:
+                faq.create(session, FaqInput(key=key, category="bench", status="published", questions_en=[question],
+                                             answer_en=f"Limited edition {i} is available."), author="benchmark")
+                session.commit()
+                committed = time.perf_counter()
+            while True:
+                passages = kb.search(question, "en", k=1).passages
+                if passages and passages[0].key == key:
+                    latencies.append(time.perf_counter() - committed)
+                    break
+                if time.perf_counter() - committed > 30:
+                    latencies.append(float("inf"))
+                    break
+                time.sleep(0.01)
+    finally:
+        kb.sync.stop()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # one query at a time, as the knowledge-base server runs
+    sizes = [int(s) for s in args.sizes.split(",")]
+    modes = [m for m in args.modes.split(",") if m in MODES]
+    queries = load_queries(QUERIES)
+    report: dict = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                    "queries": len(queries), "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="kefu-kb-bench-") as tmp:
+        work = Path(tmp)
+        confidence = None
+        for size in sorted(sizes):
+            print(f"== {size} entries: indexing", flush=True)
+            kb, seconds, rate = build(size, work)
+            if confidence is None:  # calibrated once, on the smallest FAQ
+                print("   calibrating the confidence model", flush=True)
+                confidence = calibrate(kb.sessions, kb.embedder, work / "confidence")
+            confidence.attach(kb.index)
+            row: dict = {"entries": len(kb.index), "index_seconds": round(seconds, 1),
+                         "entries_per_second": round(rate, 1), "modes": {}}
+            for mode in modes:
+                print(f"   {mode}", flush=True)
+                summary = evaluate(kb.index, queries, lambda lang, m=mode: kb.threshold(lang, m), mode,
+                                   ROOT / "reports" / "kb" / f"{size}-{mode}")
+                row["modes"][mode] = summary
+            latencies = publish_latency(kb)
+            row["publish_to_searchable_s"] = {"p50": round(statistics.median(latencies), 3),
+                                              "max": round(max(latencies), 3), "rounds": len(latencies)}
+            report["sizes"][str(size)] = row
+            print_table(report)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    if not args.no_doc:
+        write_doc(report)
+
+
+def table(report: dict) -> list[str]:
+    lines = ["| entries | mode | R@1 zh | R@1 en | R@5 | MRR | answered right | answered wrong | "
+             "unanswerable refused | p50 ms | p95 ms |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for size, row in report["sizes"].items():
+        for mode, s in row["modes"].items():
+            lines.append(f"| {size} | {mode} | {s['zh']['recall_at_1']:.3f} | {s['en']['recall_at_1']:.3f} | "
+                         f"{s['all']['recall_at_5']:.3f} | {s['all']['mrr']:.3f} | {s['all']['answered_correctly']:.3f} | "
+                         f"{s['all']['answered_wrongly']:.3f} | {s['all']['unanswerable_refusal_recall']:.3f} | "
+                         f"{s['latency_ms']['p50']:.1f} | {s['latency_ms']['p95']:.1f} |")
+    return lines
+
+
+def print_table(report: dict) -> None:
+    print("\n".join(table(report)))
+    for size, row in report["sizes"].items():
+        print(f"{size} entries: indexed in {row['index_seconds']} s; publish to searchable p50 "
+              f"{row['publish_to_searchable_s']['p50']} s, max {row['publish_to_searchable_s']['max']} s")
+
+
+def write_doc(report: dict) -> None:
+    lines = table(report)
+    extra = [f"- {size} entries: indexing took {row['index_seconds']} s ({row['entries_per_second']} entries/s); "
+             f"publish → searchable p50 {row['publish_to_searchable_s']['p50']} s, max "
+             f"{row['publish_to_searchable_s']['max']} s over {row['publish_to_searchable_s']['rounds']} publishes"
+             for size, row in report["sizes"].items()]
+    section = ("<!-- kb:start -->\n## Knowledge-base retrieval (`benchmarks/kb.py`)\n\n"
+               f"{report['date']}, {report['machine']}; {report['queries']} queries "
+               "(`benchmarks/data/kb_queries.jsonl`: 260 paraphrases of the demo FAQ, 60 unanswerable). "
+               "R@k: the right entry among the first k; answered right/wrong: after the calibrated confidence "
+               "threshold; p50/p95: one query, one thread.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(extra)
+               + "\n<!-- kb:end -->")
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if "<!-- kb:start -->" in text:
+        head, rest = text.split("<!-- kb:start -->", 1)
+        text = head + section + rest.split("<!-- kb:end -->", 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
