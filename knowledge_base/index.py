@@ -286,7 +286,8 @@ class KnowledgeIndex:
             rerank_scores: list[float] = []
             if mode == "hybrid" and ranked:
                 exact = self.exact.get(question_key(text), set())
-                candidates = [(t, self._pair_features(text, t, language, fused, dense, lexical, ceiling,
+                query_terms = set(tokens(text))
+                candidates = [(t, self._pair_features(query_terms, t, language, fused, dense, lexical, ceiling,
                                                              exact, orders))
                               for t in ranked[:RERANK_DEPTH]]
                 if self.reranker is not None:
@@ -308,11 +309,10 @@ class KnowledgeIndex:
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         return result
 
-    def _pair_features(self, text: str, target_id: str, language: str, fused: dict[str, float],
+    def _pair_features(self, query: set[str], target_id: str, language: str, fused: dict[str, float],
                        dense: dict[str, tuple[float, str, str]], lexical: dict[str, tuple[float, str]], ceiling: float,
                        exact: set[str], orders: dict[str, dict[str, int]]) -> list[float]:
         """How well one candidate matches the query, in terms that mean the same for any FAQ."""
-        query = set(tokens(text))
         variants, answer = self.terms.get(target_id, {}).get(language, ([], set()))
         n = max(len(query), 1)
         coverage = max((len(query & v) / n for v in variants), default=0.0)
