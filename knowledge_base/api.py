@@ -173,7 +173,8 @@ def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
 
     @api.post("/unanswered/{group_id}/draft", status_code=201)
     async def draft(group_id: int, request: Request, user: str = Depends(admin)) -> dict:
-        data = await body(request, DraftRequest) if (await request.body()).strip() else DraftRequest()
+        raw = await request.body()
+        data = DraftRequest.model_validate_json(raw) if raw.strip() else DraftRequest()
         return await run(lambda s: faq.to_dict(unanswered.to_draft(s, group_id, user, data.key, data.category)))
 
     @api.post("/preview")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import lru_cache
 
 import numpy as np
 
@@ -61,11 +60,6 @@ class Embedder:
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
-
-
-@lru_cache(maxsize=2)
-def shared(model: str | None = None) -> Embedder:
-    return Embedder(model)
 
 
 class CachedEmbedder:

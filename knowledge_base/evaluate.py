@@ -7,9 +7,10 @@ question the FAQ does not answer, which the bot should refuse (confidence below 
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from knowledge_base.index import KnowledgeIndex
 
@@ -41,13 +42,6 @@ def load_queries(path: Path) -> list[dict[str, Any]]:
     return queries
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def evaluate(index: KnowledgeIndex, queries: list[dict[str, Any]], threshold, mode: str = "hybrid",  # type: ignore[no-untyped-def]
              report_dir: Path | None = None) -> dict[str, Any]:
     """Search every query; ``threshold(lang)`` is the confidence below which the bot refuses."""
@@ -70,9 +64,9 @@ def evaluate(index: KnowledgeIndex, queries: list[dict[str, Any]], threshold, mo
     summary: dict[str, Any] = {"mode": mode, "queries": len(rows), "faq_targets": len(index.targets)}
     for name, subset in [("all", rows), *[(lang, [r for r in rows if r["lang"] == lang]) for lang in ("zh", "en")]]:
         summary[name] = _metrics(subset)
-    summary["latency_ms"] = {"p50": round(_percentile([r["ms"] for r in rows], 0.5), 3),
-                             "p95": round(_percentile([r["ms"] for r in rows], 0.95), 3),
-                             "mean": round(statistics.fmean(r["ms"] for r in rows), 3)}
+    times = [r["ms"] for r in rows]
+    summary["latency_ms"] = {"p50": round(float(np.percentile(times, 50)), 3),
+                             "p95": round(float(np.percentile(times, 95)), 3), "mean": round(float(np.mean(times)), 3)}
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "kb_report.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))

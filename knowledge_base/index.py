@@ -114,7 +114,7 @@ def chroma_client(path: Path, url: str = ""):  # type: ignore[no-untyped-def]
     import chromadb
     from chromadb.config import Settings
 
-    settings = Settings(anonymized_telemetry=False, allow_reset=True)
+    settings = Settings(anonymized_telemetry=False)
     if url:
         from urllib.parse import urlparse
 
@@ -239,10 +239,7 @@ class KnowledgeIndex:
     # ------------------------------------------------------------------ reading
     def _dense(self, vector: np.ndarray, n: int) -> dict[str, tuple[float, str, str]]:
         """Target -> (best similarity, language, field) over the ``n`` nearest texts."""
-        count = self.collection.count()
-        if not count:
-            return {}
-        got = self.collection.query(query_embeddings=[vector.tolist()], n_results=min(n, count),
+        got = self.collection.query(query_embeddings=[vector.tolist()], n_results=n,
                                     include=["metadatas", "distances"])
         best: dict[str, tuple[float, str, str]] = {}
         for meta, distance in zip(got["metadatas"][0], got["distances"][0]):
@@ -252,8 +249,8 @@ class KnowledgeIndex:
                 best[target] = (similarity, str(meta["language"]), str(meta["field"]))
         return best
 
-    def _lexical(self, text: str, n: int) -> tuple[dict[str, tuple[float, str]], float]:
-        hits, ceiling = self.bm25.search(text, k=n)
+    def _lexical(self, terms: list[str], n: int) -> tuple[dict[str, tuple[float, str]], float]:
+        hits, ceiling = self.bm25.search(terms, k=n)
         best: dict[str, tuple[float, str]] = {}
         for doc_id, score in hits:
             target, lang = doc_id.rsplit("|", 1)
@@ -268,7 +265,10 @@ class KnowledgeIndex:
         with self.lock:
             readable = mode != "bm25" and self.embedder.covers(text)
             dense = self._dense(self.embedder.encode_one(text), 60) if readable else {}
-            lexical, ceiling = self._lexical(text, 60) if mode != "dense" else ({}, 1.0)
+            query_terms = tokens(text)
+            lexical, ceiling = self._lexical(query_terms, 60) if mode != "dense" else ({}, 1.0)
+            # a question typed exactly as the FAQ words it (lexical matching, so not in dense-only mode)
+            exact = self.exact.get(question_key(text), set()) & set(self.targets) if mode != "dense" else set()
             weights = self.weights.get(language, self.weights["en"])
             fused: dict[str, float] = {}
             orders: dict[str, dict[str, int]] = {}
@@ -277,17 +277,13 @@ class KnowledgeIndex:
                 orders[name] = {t: r for r, t in enumerate(order)}
                 for rank, target in enumerate(order):
                     fused[target] = fused.get(target, 0.0) + weights[name] / (RRF_K + rank + 1)
-            # a question typed exactly as the FAQ words it ranks that entry first
-            for target in self.exact.get(question_key(text), ()) if mode != "dense" else ():
-                if target in self.targets:
-                    fused[target] = fused.get(target, 0.0) + 2.0 / (RRF_K + 1)
+            for target in exact:  # ranks first
+                fused[target] = fused.get(target, 0.0) + 2.0 / (RRF_K + 1)
             ranked = sorted(fused, key=lambda t: -fused[t])
             candidates: list[tuple[str, list[float]]] = []
             rerank_scores: list[float] = []
             if mode == "hybrid" and ranked:
-                exact = self.exact.get(question_key(text), set())
-                query_terms = set(tokens(text))
-                candidates = [(t, self._pair_features(query_terms, t, language, fused, dense, lexical, ceiling,
+                candidates = [(t, self._pair_features(set(query_terms), t, language, fused, dense, lexical, ceiling,
                                                              exact, orders))
                               for t in ranked[:RERANK_DEPTH]]
                 if self.reranker is not None:
@@ -304,7 +300,7 @@ class KnowledgeIndex:
             result.confidence = self.confidence.predict(result.features, language, mode)
         else:
             result.confidence = passages[0].score * (RRF_K + 1) / 2 if passages else 0.0
-        if passages and mode != "dense" and passages[0].id in self.exact.get(question_key(text), ()):
+        if passages and passages[0].id in exact:
             result.confidence = max(result.confidence, EXACT_CONFIDENCE)  # the merchant wrote this very question
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         return result

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from assistant.commerce.models import utcnow
 from knowledge_base import faq
 from knowledge_base.faq import FaqInput
 from knowledge_base.models import FaqEntry, KbChunk, KbDocument
@@ -303,12 +304,17 @@ def html_sections(text: str, title: str) -> list[Section]:
 def pdf_sections(data: bytes, title: str) -> list[Section]:
     """PDF text by page; a short line that looks like a numbered or stand-alone heading starts a section."""
     from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
 
-    reader = PdfReader(io.BytesIO(data))
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError) as error:  # pypdf's errors for a damaged file
+        raise ValueError(f"{title}: not a readable PDF ({type(error).__name__})") from error
     sections: list[Section] = []
     heading, anchor, lines = title, slug(title), []
-    for page_no, page in enumerate(reader.pages, start=1):
-        for line in (page.extract_text() or "").splitlines():
+    for page_no, text in enumerate(pages, start=1):
+        for line in text.splitlines():
             stripped = line.strip()
             looks_like_heading = (0 < len(stripped) <= 40 and not re.search(r"[。.，,;；:：]$", stripped)
                                   and (re.match(r"^(\d+(\.\d+)*[.、]?\s*|第.{1,3}[章节条]\s*)", stripped)
@@ -383,7 +389,7 @@ def ingest_document(session: Session, path: Path, source: str | None = None, dat
     language = detect_language(" ".join(s.text for s in sections)[:2000]) or "zh"
     document = existing or KbDocument(source=source)
     document.title, document.language, document.sha256, document.status = title[:255], language, digest, "published"
-    document.updated_at = faq.utcnow()
+    document.updated_at = utcnow()
     if existing is not None:
         document.chunks.clear()
     seen: dict[str, int] = {}

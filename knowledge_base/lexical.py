@@ -28,8 +28,8 @@ with from as into about and or but if so than then too very can could would shou
 what which who whom whose when where why how please hi hello thanks thank any some s t don't doesn't can't won't
 i'm it's one get got""".split())
 ZH_STOPWORDS = frozenset("""的 了 吗 呢 吧 啊 呀 哦 嘛 么 是 我 你 您 他 她 它 我们 你们 们 这 那 这个 那个 一下 请问 请 问 一个 个 有 没有
-在 和 与 就 都 也 还 要 会 能 可以 吗? 怎么 怎么办 怎样 如何 什么 多少 哪 哪里 哪些 为什么 想 想要 给 把 被 让 对 吧 么 啥 咋 能不能
-可不可以 是不是 有没有 好 嗯 亲 呢""".split())
+在 和 与 就 都 也 还 要 会 能 可以 怎么 怎么办 怎样 如何 什么 多少 哪 哪里 哪些 为什么 想 想要 给 把 被 让 对 啥 咋 能不能
+可不可以 是不是 好 嗯 亲""".split())
 
 
 @lru_cache(maxsize=1)
@@ -109,6 +109,11 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+def content_words(text: str) -> list[str]:
+    """The words of ``tokens`` without the character and bigram features added for Chinese."""
+    return [t for t in tokens(text) if not t.startswith(("#", "@"))]
+
+
 class BM25Index:
     """An in-memory, incrementally updated BM25 (Okapi, k1=1.2, b=0.75) over documents keyed by id."""
 
@@ -156,10 +161,11 @@ class BM25Index:
         n = max(len(self.slot), 1)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def search(self, query: str, k: int = 20) -> tuple[list[tuple[str, float]], float]:
-        """The ``k`` best documents with their scores, and the score a perfect match would get
-        (each query term once at average length), which makes scores comparable across queries."""
-        terms = Counter(tokens(query))
+    def search(self, query: str | list[str], k: int = 20) -> tuple[list[tuple[str, float]], float]:
+        """The ``k`` best documents for a query (text, or its ``tokens``) with their scores, and the score a
+        perfect match would get (each query term once at average length), which makes scores comparable
+        across queries."""
+        terms = Counter(tokens(query) if isinstance(query, str) else query)
         if not terms or not self.slot:
             return [], 1.0
         scores = np.zeros(len(self.doc_ids), dtype=np.float32)

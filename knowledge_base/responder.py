@@ -21,7 +21,7 @@ import httpx
 
 from knowledge_base.faq import fill_slots, plain
 from knowledge_base.index import Passage
-from knowledge_base.lexical import tokens
+from knowledge_base.lexical import content_words, tokens
 from nlu.entities import chinese_number
 from nlu.text import detect_language, normalize
 
@@ -172,7 +172,7 @@ def grounding_problems(answer: str, language: str, passages: list[Passage], slot
         term_l = normalize(term)
         if term_l and term_l in lowered_answer and term_l not in lowered_source:
             problems.append(f"policy not in the sources: {term}")
-    words = [t for t in tokens(answer) if not t.startswith(("#", "@"))]
+    words = content_words(answer)
     source_words = set(tokens(source))
     if words:
         support = sum(1 for w in words if w in source_words) / len(words)
@@ -225,7 +225,7 @@ def respond(responder: Responder, question: str, language: str, passages: list[P
 
 
 def _shares_words(answer: str, passage: Passage) -> bool:
-    words = {t for t in tokens(answer) if not t.startswith(("#", "@"))}
+    words = set(content_words(answer))
     return len(words & set(tokens(plain(passage.answer)))) >= 2
 
 

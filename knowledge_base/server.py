@@ -13,10 +13,10 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.settings import Settings
+from knowledge_base.api import install_error_handlers
 from knowledge_base.index import MODES
 from knowledge_base.service import KnowledgeBase
 
@@ -44,11 +44,6 @@ class AnswerRequest(BaseModel):
     record: bool = True
 
 
-async def _bad_request(request: Request, error: ValidationError) -> JSONResponse:
-    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3])
-    return JSONResponse(status_code=400, content={"error": "invalid_request", "message": problems})
-
-
 def create_app(settings: Settings, kb: KnowledgeBase | None = None) -> FastAPI:
     state: dict[str, Any] = {}
 
@@ -66,7 +61,7 @@ def create_app(settings: Settings, kb: KnowledgeBase | None = None) -> FastAPI:
             knowledge.stop()
 
     app = FastAPI(title="kefu knowledge base", lifespan=lifespan)
-    app.add_exception_handler(ValidationError, _bad_request)
+    install_error_handlers(app)  # 400 {error: invalid_request, message, problems}
 
     @app.post("/search")
     async def search(request: Request) -> dict:

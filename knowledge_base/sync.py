@@ -100,7 +100,8 @@ class IndexSync:
                 if document is not None and document.status == "published":
                     upserts.extend(chunk_targets(document))
             with self.index.lock:
-                removals = [r for r in removals if r not in {t.id for t in upserts}]
+                upserted = {t.id for t in upserts}
+                removals = [r for r in removals if r not in upserted]
                 if upserts:
                     self.index.upsert(upserts)
                 self.index.remove(removals)

@@ -229,10 +229,8 @@ def test_answer_is_calibrated_and_unknown_questions_are_queued(kb, tmp_path):
 
 # ---------------------------------------------------------------- unanswered queue
 
-def test_unanswered_questions_group_by_meaning_and_mask_personal_data(sessions):
-    from knowledge_base.embeddings import shared
-
-    embedder = shared()
+def test_unanswered_questions_group_by_meaning_and_mask_personal_data(sessions, kb):
+    embedder = kb.embedder
     with sessions() as session:
         a = unanswered.record(session, "do you sell gift cards", "en", embedder=embedder)
         b = unanswered.record(session, "Do you sell gift cards?", "en", "fallback", embedder=embedder)

@@ -173,6 +173,8 @@ def test_policy_documents_are_chunked_at_headings_with_anchors(env, tmp_path):
         assert "one-year warranty" in pdf.chunks[0].text and pdf.chunks[0].anchor.startswith("page-1-")
 
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    broken = kefu(env, "ingest", str(tmp_path / "broken.pdf"))
+    assert broken.returncode == 1 and "not a readable PDF" in broken.stderr and "Traceback" not in broken.stderr
     (tmp_path / "empty.md").write_text("# Title only\n", encoding="utf-8")
     failed = kefu(env, "ingest", str(tmp_path / "empty.md"))
     assert failed.returncode == 1 and "no text to index" in failed.stderr
