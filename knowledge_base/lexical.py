@@ -29,7 +29,7 @@ what which who whom whose when where why how please hi hello thanks thank any so
 i'm it's one get got""".split())
 ZH_STOPWORDS = frozenset("""的 了 吗 呢 吧 啊 呀 哦 嘛 么 是 我 你 您 他 她 它 我们 你们 们 这 那 这个 那个 一下 请问 请 问 一个 个 有 没有
 在 和 与 就 都 也 还 要 会 能 可以 怎么 怎么办 怎样 如何 什么 多少 哪 哪里 哪些 为什么 想 想要 给 把 被 让 对 啥 咋 能不能
-可不可以 是不是 好 嗯 亲""".split())
+可不可以 是不是 有没有 好 嗯 亲""".split())
 
 
 @lru_cache(maxsize=1)
