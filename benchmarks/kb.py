@@ -180,7 +180,7 @@ def main() -> None:
             kb, seconds, rate = build(size, work)
             if confidence is None:  # calibrated once, on the smallest FAQ
                 print("   calibrating the confidence model", flush=True)
-                confidence = calibrate(kb.sessions, kb.embedder, work / "confidence")
+                confidence = calibrate(kb.sessions, kb.embedders, work / "confidence")
             confidence.attach(kb.index)
             row: dict = {"entries": len(kb.index), "index_seconds": round(seconds, 1),
                          "entries_per_second": round(rate, 1), "modes": {}}

@@ -23,7 +23,7 @@ import yaml
 
 from knowledge_base.index import MODES, KnowledgeIndex, Target
 
-VERSION = "kefu.kb.confidence.v2"
+VERSION = "kefu.kb.confidence.v3"
 OUT_OF_SCOPE_PATH = Path(__file__).with_name("data") / "out_of_scope.yml"
 FEATURES = ["top_dense", "top_bm25", "dense_margin", "bm25_margin", "agree", "fused_margin", "zh", "rerank_top",
             "rerank_margin"]
@@ -199,29 +199,30 @@ def fit(examples: dict[str, list[tuple[list[float], int, str]]], embedding_model
     return model
 
 
-def calibrate(sessions, embedder, out_dir: Path, modes: tuple[str, ...] = MODES) -> ConfidenceModel:  # type: ignore[no-untyped-def]
+def calibrate(sessions, embedders, out_dir: Path, modes: tuple[str, ...] = MODES) -> ConfidenceModel:  # type: ignore[no-untyped-def]
     """Fit the confidence model on the FAQ in the database and save it under ``out_dir``."""
     import uuid
 
     import chromadb
     from chromadb.config import Settings
 
-    from knowledge_base.embeddings import CachedEmbedder
+    from knowledge_base.embeddings import LanguageEmbedders
     from knowledge_base.sync import all_targets
 
     with sessions() as session:
         targets = all_targets(session)
-    cached = CachedEmbedder(embedder)
+    embedders = LanguageEmbedders.of(embedders)
+    cached = embedders.cached()
     client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False, allow_reset=True))
-    made: list[str] = []
+    made: list[KnowledgeIndex] = []
 
     def make_index() -> KnowledgeIndex:
-        for name in made:  # one fold's collection at a time
-            client.delete_collection(name)
+        for index in made:  # one fold's collections at a time
+            for collection in index.collections.values():
+                client.delete_collection(collection.name)
         made.clear()
-        name = f"calibration_{uuid.uuid4().hex[:8]}"
-        made.append(name)
-        return KnowledgeIndex(cached, client, collection=name)
+        made.append(KnowledgeIndex(cached, client, collection=f"calibration_{uuid.uuid4().hex[:8]}"))
+        return made[0]
 
     pairs: list[tuple[list[float], int]] = []
     collect(make_index, targets, ("hybrid",), pairs=pairs)  # first pass: what the reranker learns from
@@ -231,7 +232,7 @@ def calibrate(sessions, embedder, out_dir: Path, modes: tuple[str, ...] = MODES)
                                                                                           dtype=np.float64))
         reranker = Reranker(weights.tolist(), mean.tolist(), scale.tolist())
     examples = collect(make_index, targets, modes, reranker=reranker)
-    model = fit(examples, embedder.name)
+    model = fit(examples, embedders.name)
     model.reranker = reranker
     model.meta["reranker_pairs"] = len(pairs)
     model.meta["faq_targets"] = len(targets)

@@ -1,11 +1,13 @@
 """The search index: Chroma for dense vectors, BM25 for words, fused by reciprocal rank.
 
 An indexed *target* is one published FAQ entry (``faq:<id>``) or one chunk of a policy document
-(``doc:<chunk id>``). Dense search embeds every question variant and the answer separately, per
-language, and a target scores its best-matching text; BM25 indexes one document per target and
-language (all its questions plus the answer). The two ranked lists are fused by reciprocal rank with
-per-language weights (the packaged dense model is English-only, so Chinese leans on BM25), and the
-features of the result go to the calibrated confidence model (``knowledge_base.confidence``).
+(``doc:<chunk id>``). Dense search embeds every question variant and the answer separately, each
+with its language's model (``embeddings.LanguageEmbedders``: MiniLM for English, multilingual-e5 for
+Chinese by default; one Chroma collection per model), and a target scores its best-matching text.
+BM25 indexes one document per target and language (all its questions plus the answer). The two
+ranked lists are fused by reciprocal rank with per-language weights, a learned reranker reorders the
+top candidates, and the features of the result go to the calibrated confidence model
+(``knowledge_base.confidence``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from knowledge_base.embeddings import Embedder
+from knowledge_base.embeddings import LanguageEmbedders
 from knowledge_base.faq import plain
 from knowledge_base.lexical import BM25Index, tokens
 from nlu.text import normalize
@@ -34,9 +37,11 @@ RRF_K = 60
 EXACT_CONFIDENCE = 0.99  # a question typed exactly as an FAQ variant
 RERANK_DEPTH = 10  # fused candidates the learned reranker reorders
 PAIR_FEATURES = ["fused", "bm25", "dense", "has_dense", "bm25_rank", "dense_rank", "best_variant_coverage",
-                 "best_variant_jaccard", "entry_coverage", "answer_coverage", "exact"]
+                 "best_variant_jaccard", "entry_coverage", "answer_coverage", "exact", "dense_top3_mean",
+                 "dense_hits", "dense_best_question"]
+DENSE_DEPTH = 60  # nearest texts fetched from Chroma per query
 # how much each ranking counts in the fusion, per query language
-DEFAULT_WEIGHTS = {"zh": {"dense": 0.5, "bm25": 1.0}, "en": {"dense": 1.0, "bm25": 1.0}}
+DEFAULT_WEIGHTS = {"zh": {"dense": 1.0, "bm25": 1.0}, "en": {"dense": 1.0, "bm25": 1.0}}
 
 
 @dataclass
@@ -125,17 +130,26 @@ def chroma_client(path: Path, url: str = ""):  # type: ignore[no-untyped-def]
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
+def collection_name(prefix: str, model: str) -> str:
+    """A Chroma collection name (3-63 of [a-zA-Z0-9._-]) for one embedding model's vectors."""
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", model).strip("-._")
+    name = f"{prefix}-{slug}"
+    if len(name) > 63:
+        name = f"{prefix}-{hashlib.sha256(model.encode()).hexdigest()[:16]}"
+    return name
+
+
 class KnowledgeIndex:
     """Dense (Chroma) plus lexical (BM25) search over FAQ entries and document chunks."""
 
-    def __init__(self, embedder: Embedder, client: Any, collection: str = COLLECTION,
+    def __init__(self, embedders: Any, client: Any, collection: str = COLLECTION,
                  weights: dict[str, dict[str, float]] | None = None):
-        self.embedder = embedder
+        """``embedders``: one embedder for every language, or a ``LanguageEmbedders``."""
+        self.embedders = LanguageEmbedders.of(embedders)
         self.client = client
-        self.collection_name = collection
-        self.collection = client.get_or_create_collection(
-            collection, configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
-            metadata={"embedding_model": embedder.name}, embedding_function=None)
+        self.collection_prefix = collection
+        self.collections: dict[str, Any] = {}  # embedding model name -> its Chroma collection
+        self._open_collections()
         self.weights = weights or DEFAULT_WEIGHTS
         self.targets: dict[str, Target] = {}
         self.bm25 = BM25Index()
@@ -146,19 +160,34 @@ class KnowledgeIndex:
         self.lock = threading.RLock()
         self.confidence: Any = None  # a knowledge_base.confidence.ConfidenceModel, when calibrated
 
+    def _open_collections(self) -> None:
+        self.collections = {
+            model: self.client.get_or_create_collection(
+                collection_name(self.collection_prefix, model),
+                configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
+                metadata={"embedding_model": model}, embedding_function=None)
+            for model in self.embedders.models()}
+
+    def collection_for(self, language: str) -> Any:
+        return self.collections[self.embedders.for_language(language).name]
+
     # ------------------------------------------------------------------ writing
     def stored_digests(self) -> dict[str, str]:
-        """Target id -> digest of what Chroma holds for it (to skip re-embedding unchanged targets)."""
+        """Target id -> digest of what Chroma holds for it (to skip re-embedding unchanged targets);
+        a target whose collections disagree maps to ""."""
         digests: dict[str, str] = {}
-        offset, page = 0, 5000
-        while True:
-            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
-            for meta in got["metadatas"] or []:
-                if meta and meta.get("target"):
-                    digests[str(meta["target"])] = str(meta.get("digest", ""))
-            if len(got["ids"]) < page:
-                return digests
-            offset += page
+        for collection in self.collections.values():
+            offset, page = 0, 5000
+            while True:
+                got = collection.get(include=["metadatas"], limit=page, offset=offset)
+                for meta in got["metadatas"] or []:
+                    if meta and meta.get("target"):
+                        target, digest = str(meta["target"]), str(meta.get("digest", ""))
+                        digests[target] = digest if digests.get(target, digest) == digest else ""
+                if len(got["ids"]) < page:
+                    break
+                offset += page
+        return digests
 
     def upsert(self, targets: list[Target], stored: dict[str, str] | None = None) -> int:
         """Index ``targets``; texts are embedded only for targets whose content changed. Returns how
@@ -166,7 +195,7 @@ class KnowledgeIndex:
         with self.lock:
             changed: list[Target] = []
             for target in targets:
-                target.digest = target.compute_digest(self.embedder.name)
+                target.digest = target.compute_digest(self.embedders.name)
                 have = stored.get(target.id) if stored is not None else None
                 if have != target.digest:
                     changed.append(target)
@@ -189,18 +218,28 @@ class KnowledgeIndex:
 
     def _write_vectors(self, batch: list[Target]) -> None:
         if stored := [t.id for t in batch]:
-            self.collection.delete(where={"target": {"$in": stored}})
-        ids, texts, metas = [], [], []
-        for target in batch:
-            for lang, field_name, text in target.texts():
-                if not self.embedder.covers(text):
-                    continue  # the dense model cannot read it; BM25 still indexes it
-                ids.append(f"{target.id}|{lang}|{field_name}")
-                texts.append(text)
-                metas.append({"target": target.id, "language": lang, "field": field_name, "digest": target.digest})
-        if ids:
-            vectors = self.embedder.encode(texts)
-            self.collection.upsert(ids=ids, embeddings=vectors.tolist(), documents=texts, metadatas=metas)
+            for collection in self.collections.values():
+                collection.delete(where={"target": {"$in": stored}})
+        for model, embedder in self.embedders.models().items():
+            ids, texts, metas = [], [], []
+            for target in batch:
+                for lang, field_name, text in target.texts():
+                    if self.embedders.for_language(lang).name != model or not embedder.covers(text):
+                        continue  # another model's, or one it cannot read (BM25 still indexes it)
+                    ids.append(f"{target.id}|{lang}|{field_name}")
+                    texts.append(text)
+                    metas.append({"target": target.id, "language": lang, "field": field_name,
+                                  "digest": target.digest})
+            if not ids:
+                continue
+            # question variants are matched like queries, answers like passages (models such as e5 differ)
+            is_question = np.asarray([meta["field"] != "a" for meta in metas])
+            vectors = np.zeros((len(ids), embedder.dim), dtype=np.float32)
+            for flag in (True, False):
+                rows = np.flatnonzero(is_question == flag)
+                if len(rows):
+                    vectors[rows] = embedder.encode([texts[i] for i in rows], query=bool(flag))
+            self.collections[model].upsert(ids=ids, embeddings=vectors.tolist(), documents=texts, metadatas=metas)
 
     def remove(self, target_ids: list[str]) -> None:
         with self.lock:
@@ -212,7 +251,8 @@ class KnowledgeIndex:
                     self._forget_questions(target)
                 self.terms.pop(target_id, None)
             if target_ids:
-                self.collection.delete(where={"target": {"$in": list(target_ids)}})
+                for collection in self.collections.values():
+                    collection.delete(where={"target": {"$in": list(target_ids)}})
 
     def _forget_questions(self, target: Target) -> None:
         for question in [q for qs in target.questions.values() for q in qs]:
@@ -224,10 +264,9 @@ class KnowledgeIndex:
     def reset(self) -> None:
         """Forget everything (the caller re-adds what SQL holds)."""
         with self.lock:
-            self.client.delete_collection(self.collection_name)
-            self.collection = self.client.get_or_create_collection(
-                self.collection_name, configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
-                metadata={"embedding_model": self.embedder.name}, embedding_function=None)
+            for collection in self.collections.values():
+                self.client.delete_collection(collection.name)
+            self._open_collections()
             self.targets.clear()
             self.bm25 = BM25Index()
             self.exact.clear()
@@ -237,17 +276,23 @@ class KnowledgeIndex:
         return len(self.targets)
 
     # ------------------------------------------------------------------ reading
-    def _dense(self, vector: np.ndarray, n: int) -> dict[str, tuple[float, str, str]]:
-        """Target -> (best similarity, language, field) over the ``n`` nearest texts."""
-        got = self.collection.query(query_embeddings=[vector.tolist()], n_results=n,
-                                    include=["metadatas", "distances"])
+    def _dense(self, collection: Any, vector: np.ndarray, n: int) -> tuple[dict[str, tuple[float, str, str]],
+                                                                             dict[str, list[tuple[float, str]]]]:
+        """Target -> (best similarity, language, field) over the ``n`` nearest texts, and target ->
+        every (similarity, field) among them, best first."""
+        got = collection.query(query_embeddings=[vector.tolist()], n_results=n,
+                               include=["metadatas", "distances"])
         best: dict[str, tuple[float, str, str]] = {}
+        hits: dict[str, list[tuple[float, str]]] = {}
         for meta, distance in zip(got["metadatas"][0], got["distances"][0]):
             target = str(meta["target"])
+            if target not in self.targets:
+                continue
             similarity = 1.0 - float(distance)
-            if target in self.targets and (target not in best or similarity > best[target][0]):
+            hits.setdefault(target, []).append((similarity, str(meta["field"])))
+            if target not in best or similarity > best[target][0]:
                 best[target] = (similarity, str(meta["language"]), str(meta["field"]))
-        return best
+        return best, hits
 
     def _lexical(self, terms: list[str], n: int) -> tuple[dict[str, tuple[float, str]], float]:
         hits, ceiling = self.bm25.search(terms, k=n)
@@ -263,8 +308,10 @@ class KnowledgeIndex:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         started = time.perf_counter()
         with self.lock:
-            readable = mode != "bm25" and self.embedder.covers(text)
-            dense = self._dense(self.embedder.encode_one(text), 60) if readable else {}
+            embedder = self.embedders.for_language(language)
+            readable = mode != "bm25" and embedder.covers(text)
+            dense, dense_hits = (self._dense(self.collection_for(language), embedder.encode_one(text), DENSE_DEPTH)
+                                 if readable else ({}, {}))
             query_terms = tokens(text)
             lexical, ceiling = self._lexical(query_terms, 60) if mode != "dense" else ({}, 1.0)
             # a question typed exactly as the FAQ words it (lexical matching, so not in dense-only mode)
@@ -283,8 +330,8 @@ class KnowledgeIndex:
             candidates: list[tuple[str, list[float]]] = []
             rerank_scores: list[float] = []
             if mode == "hybrid" and ranked:
-                candidates = [(t, self._pair_features(set(query_terms), t, language, fused, dense, lexical, ceiling,
-                                                             exact, orders))
+                candidates = [(t, self._pair_features(set(query_terms), t, language, fused, dense, dense_hits, lexical,
+                                                      ceiling, exact, orders))
                               for t in ranked[:RERANK_DEPTH]]
                 if self.reranker is not None:
                     scored = sorted(zip(self.reranker.scores([f for _, f in candidates]), candidates),
@@ -306,8 +353,9 @@ class KnowledgeIndex:
         return result
 
     def _pair_features(self, query: set[str], target_id: str, language: str, fused: dict[str, float],
-                       dense: dict[str, tuple[float, str, str]], lexical: dict[str, tuple[float, str]], ceiling: float,
-                       exact: set[str], orders: dict[str, dict[str, int]]) -> list[float]:
+                       dense: dict[str, tuple[float, str, str]], dense_hits: dict[str, list[tuple[float, str]]],
+                       lexical: dict[str, tuple[float, str]], ceiling: float, exact: set[str],
+                       orders: dict[str, dict[str, int]]) -> list[float]:
         """How well one candidate matches the query, in terms that mean the same for any FAQ."""
         variants, answer = self.terms.get(target_id, {}).get(language, ([], set()))
         n = max(len(query), 1)
@@ -315,6 +363,8 @@ class KnowledgeIndex:
         jaccard = max((len(query & v) / max(len(query | v), 1) for v in variants), default=0.0)
         everything = set().union(*variants, answer) if variants else answer
         dense_order, bm25_order = orders.get("dense", {}), orders.get("bm25", {})
+        sims = dense_hits.get(target_id, [])  # best first
+        top3 = [s for s, _ in sims[:3]] + [0.0] * (3 - len(sims[:3]))
         return [
             fused[target_id] * (RRF_K + 1),
             (lexical[target_id][0] / ceiling) if target_id in lexical else 0.0,
@@ -327,6 +377,9 @@ class KnowledgeIndex:
             len(query & everything) / n,
             len(query & answer) / n,
             float(target_id in exact),
+            sum(top3) / 3,  # several phrasings of the entry near the query, not one lucky one
+            min(len(sims), 10) / 10,
+            max((s for s, f in sims if f.startswith("q")), default=0.0),
         ]
 
     def _passage(self, target_id: str, language: str, score: float, dense: tuple[float, str, str] | None,

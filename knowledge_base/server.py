@@ -86,7 +86,7 @@ def create_app(settings: Settings, kb: KnowledgeBase | None = None) -> FastAPI:
     async def health() -> dict:
         knowledge = state["kb"]
         return {"status": "ok", "passages": len(knowledge.index), "last_change": knowledge.sync.last_change,
-                "embedding_model": knowledge.embedder.name, "responder": knowledge.responder.name,
+                "embedding_model": knowledge.embedders.name, "responder": knowledge.responder.name,
                 "calibrated": knowledge.index.confidence is not None}
 
     return app

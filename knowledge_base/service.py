@@ -11,7 +11,7 @@ from assistant.commerce.db import session_factory
 from assistant.settings import Settings
 from knowledge_base import unanswered
 from knowledge_base.confidence import ConfidenceModel
-from knowledge_base.embeddings import Embedder
+from knowledge_base.embeddings import make_embedders
 from knowledge_base.index import KnowledgeIndex, SearchResult, chroma_client
 from knowledge_base.responder import Responder, make_responder, respond
 from knowledge_base.sync import IndexSync
@@ -35,10 +35,11 @@ class KnowledgeBase:
                  responder: Responder | None = None, sessions: sessionmaker[Session] | None = None):
         self.settings = settings
         self.sessions = sessions or session_factory(settings.db_url)
-        self.embedder = embedder or Embedder(settings.kb_embedding_model or None)
-        self.index = KnowledgeIndex(self.embedder, client or chroma_client(settings.chroma_dir or settings.var_dir / "chroma", settings.chroma_url))
+        self.embedders = embedder or make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model)
+        self.index = KnowledgeIndex(self.embedders, client or chroma_client(settings.chroma_dir or settings.var_dir / "chroma", settings.chroma_url))
+        self.embedders = self.index.embedders
         model = ConfidenceModel.load(settings.kb_model_dir)
-        if model and model.meta.get("embedding_model") != self.embedder.name:
+        if model and model.meta.get("embedding_model") != self.embedders.name:
             log.warning("the confidence model was calibrated for another embedding model; run `kefu kb calibrate`")
             model = None
         if model:
@@ -81,7 +82,8 @@ class KnowledgeBase:
             group_id = None
             if record:
                 with self.sessions() as session:
-                    group = unanswered.record(session, text, lang, reason, self.embedder)
+                    group = unanswered.record(session, text, lang, reason,
+                                              self.embedders.for_language(lang))
                     session.commit()
                     group_id = group.id if group else None
             return {**base, "answered": False, "unanswered_id": group_id}

@@ -60,7 +60,8 @@ def record(session: Session, text: str, language: str, reason: str = "low_confid
         if vector is not None and group.embedding:
             stored = np.frombuffer(group.embedding, dtype=np.float32)
             if stored.shape == vector.shape:
-                score = max(score, float(stored @ vector) / SAME_MEANING_COSINE)
+                score = max(score, float(stored @ vector) / getattr(embedder, "same_meaning_cosine",
+                                                                    SAME_MEANING_COSINE))
         if score >= 1.0 and score > best_score:
             best, best_score = group, score
     if best is None:
