@@ -16,10 +16,14 @@ db_app = typer.Typer(help="database schema", no_args_is_help=True)
 shop_app = typer.Typer(help="the demo shop", no_args_is_help=True)
 nlu_app = typer.Typer(help="intent classification and entity extraction", no_args_is_help=True)
 kb_app = typer.Typer(help="the FAQ knowledge base: index, search, import/export, evaluation", no_args_is_help=True)
+forecast_app = typer.Typer(help="daily demand forecasting (TCN) and its backtests", no_args_is_help=True)
+pricing_app = typer.Typer(help="dynamic pricing: DQN agent, simulator, guardrails", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(shop_app, name="shop")
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(kb_app, name="kb")
+app.add_typer(forecast_app, name="forecast")
+app.add_typer(pricing_app, name="pricing")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
 DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
@@ -330,9 +334,173 @@ def kb_serve(port: int = typer.Option(None)) -> None:
     uvicorn.run(create_app(settings), host=settings.host, port=port or settings.kb_port, log_level="warning")
 
 
+def _forecast_config(epochs: int | None, window: int | None, stride: int | None):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from assistant.commerce.forecast import TrainConfig
+
+    changes = {k: v for k, v in dict(epochs=epochs, window=window, stride=stride).items() if v}
+    return replace(TrainConfig(), **changes)
+
+
+@forecast_app.command("train")
+def forecast_train(out: Path = typer.Option(None, help="model directory (default var/models/forecast)"),
+                   epochs: int = typer.Option(None, help="training epochs (default 12)"),
+                   window: int = typer.Option(None, help="days of history the network reads (default 112)"),
+                   stride: int = typer.Option(None, help="days between training windows (default 2)"),
+                   if_missing: bool = typer.Option(False, help="skip when a model for the same sales history exists"),
+                   ) -> None:
+    """Train the TCN on every product's daily sales in the database and save it."""
+    from assistant.commerce.db import session_factory
+    from assistant.commerce.forecast import Forecaster, load_series, train
+    from nlu.training import ProgressBar
+
+    settings = get_settings()
+    out = out or settings.forecast_model_dir
+    with session_factory(settings.db_url)() as session:
+        series = load_series(session)
+    if if_missing and (out / "forecast.json").exists():
+        try:
+            if Forecaster.load(out).meta.get("data_sha256") == series.digest():
+                typer.echo(f"demand forecaster in {out} is up to date")
+                return
+        except (ValueError, KeyError, OSError, RuntimeError):
+            pass  # unreadable or another version: train a new one
+    model = train(series, _forecast_config(epochs, window, stride), progress=ProgressBar())
+    model.save(out)
+    typer.echo(f"demand forecaster saved to {out}: {model.meta['products']} products, {model.meta['windows']} "
+               f"training windows, {model.meta['train_seconds']:.0f} s")
+
+
+@forecast_app.command("evaluate")
+def forecast_evaluate(report: Path = typer.Option(Path("reports/forecast"), help="report directory"),
+                      origins: int = typer.Option(4, help="rolling origins, 28 days apart"),
+                      models: str = typer.Option("tcn,seasonal_naive,ets", help="comma-separated"),
+                      epochs: int = typer.Option(None), window: int = typer.Option(None),
+                      stride: int = typer.Option(None)) -> None:
+    """Rolling-origin backtest (the TCN retrained at every origin) against seasonal-naive and ETS:
+    WAPE, sMAPE, MASE and 80%-interval coverage per model, plus a PNG of sample products."""
+    from assistant.commerce import backtest
+    from assistant.commerce.db import session_factory
+    from assistant.commerce.forecast import load_series
+
+    settings = get_settings()
+    with session_factory(settings.db_url)() as session:
+        series = load_series(session)
+    available = {"tcn": backtest.tcn_model(_forecast_config(epochs, window, stride)),
+                 "seasonal_naive": backtest.seasonal_naive, "ets": backtest.ets}
+    chosen = [m.strip() for m in models.split(",") if m.strip()]
+    if unknown := [m for m in chosen if m not in available]:
+        raise typer.BadParameter(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    result = backtest.backtest(series, {m: available[m] for m in chosen}, n_origins=origins, log=typer.echo)
+    plot = backtest.write_report(series, result, report)
+    typer.echo(f"{'model':15s} {'WAPE':>6s} {'sMAPE':>6s} {'MASE':>6s} {'cover80':>7s} {'seconds':>8s}")
+    for name, m in result["models"].items():
+        typer.echo(f"{name:15s} {m['wape']:6.3f} {m['smape']:6.3f} {m['mase']:6.3f} {m['coverage_80']:7.3f} "
+                   f"{m['seconds']:8.1f}")
+    typer.echo(f"report in {report / 'forecast_report.json'}, plot in {plot}")
+
+
+@pricing_app.command("train")
+def pricing_train(out: Path = typer.Option(None, help="model directory (default var/models/pricing)"),
+                  episodes: int = typer.Option(None, help="training episodes (default 24)"),
+                  if_missing: bool = typer.Option(False, help="skip when a model for the same sales history exists"),
+                  ) -> None:
+    """Estimate every product's price elasticity from the sales history, calibrate the demand
+    simulator with it and train the DQN agent there."""
+    from dataclasses import replace
+
+    from assistant.commerce import pricing
+    from assistant.commerce.db import session_factory
+    from nlu.training import ProgressBar
+
+    settings = get_settings()
+    out = out or settings.pricing_model_dir
+    with session_factory(settings.db_url)() as session:
+        digest = pricing.data_digest(session)
+        if if_missing and (out / "pricing.json").exists():
+            try:
+                if pricing.Agent.load(out).meta.get("data_sha256") == digest:
+                    typer.echo(f"pricing agent in {out} is up to date")
+                    return
+            except (ValueError, KeyError, OSError, RuntimeError):
+                pass  # unreadable or another version: train a new one
+        elasticities = pricing.estimate_elasticities(session)
+        products = pricing.products_for_simulation(session, elasticities)
+    config = replace(pricing.AgentConfig(), **({"episodes": episodes} if episodes else {}))
+    agent = pricing.train_agent(pricing.Simulator(products), config, data_sha256=digest, elasticities=elasticities,
+                                progress=ProgressBar())
+    agent.save(out)
+    values = [e.elasticity for e in elasticities.values()]
+    typer.echo(f"pricing agent saved to {out}: {len(products)} products, elasticities {min(values):.2f} to "
+               f"{max(values):.2f}, {agent.meta['train_seconds']:.0f} s")
+
+
+@pricing_app.command("evaluate")
+def pricing_evaluate(model: Path = typer.Option(None, help="model directory (default var/models/pricing)"),
+                     report: Path = typer.Option(Path("reports/pricing"), help="report directory"),
+                     days: int = typer.Option(91, help="simulated days"),
+                     seeds: int = typer.Option(3, help="simulated quarters per policy")) -> None:
+    """Fixed prices, the rule-based baseline and the agent in the simulator: gross margin, revenue,
+    guardrail violations; pricing_report.json and a PNG."""
+    from assistant.commerce import pricing
+
+    agent = pricing.Agent.load(model or get_settings().pricing_model_dir)
+    result = pricing.evaluate(agent, agent.simulated_products(), days=days, seeds=tuple(range(1, seeds + 1)))
+    plot = pricing.write_report(result, report)
+    typer.echo(f"{'policy':8s} {'margin ¥':>12s} {'revenue ¥':>12s} {'margin %':>8s} {'violations':>10s}")
+    for name, r in result["policies"].items():
+        typer.echo(f"{name:8s} {r['gross_margin_yuan']:12,.0f} {r['revenue_yuan']:12,.0f} "
+                   f"{r['margin_rate'] * 100:8.1f} {r['violations_total']:10d}")
+    typer.echo(f"agent / rule-based gross margin: {result['dqn_margin_vs_rule']:.3f}")
+    typer.echo(f"report in {report / 'pricing_report.json'}, plot in {plot}")
+
+
+@pricing_app.command("reprice")
+def pricing_reprice(model: Path = typer.Option(None, help="model directory (default var/models/pricing)")) -> None:
+    """Re-price the shop once now (what ``kefu pricing serve`` does on its schedule)."""
+    from assistant.commerce import pricing
+    from assistant.commerce.db import session_factory
+    from assistant.commerce.models import utcnow
+
+    settings = get_settings()
+    engine = pricing.PricingEngine(pricing.Agent.load(model or settings.pricing_model_dir))
+    with session_factory(settings.db_url)() as session:
+        changes = engine.reprice(session, utcnow())
+    typer.echo(f"{len(changes)} variant prices changed")
+
+
+@pricing_app.command("serve")
+def pricing_serve(model: Path = typer.Option(None, help="model directory (default var/models/pricing)"),
+                  interval: int = typer.Option(None, help="seconds between re-pricings (default 900)")) -> None:
+    """Re-price the shop on a schedule, every 15 minutes by default (KEFU_PRICING_INTERVAL_S)."""
+    import time
+
+    from assistant.commerce import pricing
+    from assistant.commerce.db import session_factory
+    from assistant.commerce.models import utcnow
+
+    _logging()
+    settings = get_settings()
+    interval = interval or settings.pricing_interval_s
+    engine = pricing.PricingEngine(pricing.Agent.load(model or settings.pricing_model_dir))
+    factory = session_factory(settings.db_url)
+    log = logging.getLogger("kefu.pricing")
+    while True:
+        started = time.monotonic()
+        try:
+            with factory() as session:
+                changes = engine.reprice(session, utcnow())
+            log.info("re-priced: %d variant prices changed", len(changes))
+        except Exception:  # a failed round must not stop the schedule
+            log.exception("re-pricing failed; next try in %d s", interval)
+        time.sleep(max(1.0, interval - (time.monotonic() - started)))
+
+
 @app.command("setup")
 def setup() -> None:
-    """Schema, demo shop, lookup tables, intent model and Rasa model: whatever is missing or stale."""
+    """Schema, demo shop, lookup tables, intent model, knowledge-base index, demand forecaster,
+    pricing agent and Rasa model: whatever is missing or stale."""
     from assistant.setup import train_rasa
 
     shop_generate(force=False, seed=7)
@@ -340,6 +508,8 @@ def setup() -> None:
     nlu_train(data=None, out=None, validation=None, if_changed=True, epochs=None, augment=None, chinese="chars")
     kb_calibrate(if_missing=True)
     kb_reindex(force=False)
+    forecast_train(out=None, epochs=None, window=None, stride=None, if_missing=True)
+    pricing_train(out=None, episodes=None, if_missing=True)
     train_rasa(get_settings(), echo=typer.echo)
 
 

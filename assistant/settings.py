@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
     rasa_timeout_s: float = 30.0  # seconds to wait for Rasa's reply
 
+    price_protection_payout: Literal["refund", "coupon"] = "refund"  # how a price difference is paid back
+    pricing_interval_s: int = 15 * 60  # the pricing engine re-prices this often (kefu pricing serve)
     checkout_ttl_s: int = 30 * 60  # a checkout link expires after 30 minutes
     customer_token_ttl_s: int = 24 * 3600
 
@@ -76,6 +79,14 @@ class Settings(BaseSettings):
     @property
     def kb_model_dir(self) -> Path:
         return self.models_dir / "kb"
+
+    @property
+    def forecast_model_dir(self) -> Path:
+        return self.models_dir / "forecast"
+
+    @property
+    def pricing_model_dir(self) -> Path:
+        return self.models_dir / "pricing"
 
     @property
     def rasa_url(self) -> str:

@@ -10,6 +10,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy import select
 
+from assistant.commerce import api as commerce_api
 from assistant.commerce import checkout
 from assistant.commerce.db import session_factory
 from assistant.commerce.models import Product
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="kefu gateway", lifespan=lifespan)
     app.include_router(kb_api.router(settings, sessions))
+    app.include_router(commerce_api.router(settings, sessions))
     kb_api.install_error_handlers(app)
 
     def lang_of(value: str | None) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from assistant.commerce.checkout import Cart
 from assistant.commerce.models import Category, Product
+from assistant.commerce.service import Prices
 
 _PAGE = """<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8">
@@ -64,10 +65,12 @@ def storefront(session: Session, lang: str) -> str:
     text = _TEXT[lang]
     products = session.scalars(select(Product).join(Category).options(selectinload(Product.variants))
                                .order_by(Product.id).limit(120)).all()[::5][:24]
+    prices = Prices(session)
     cards = "".join(
         f'<div class="p"><img src="/shop/images/{escape(p.sku)}.svg" alt=""><div>'
-        f'{escape(p.name_zh if lang == "zh" else p.name_en)}<br><span class="price">{_yuan(p.price)}</span></div></div>'
-        for p in products)
+        f'{escape(p.name_zh if lang == "zh" else p.name_en)}<br><span class="price">'
+        f'{_yuan(min(prices.of(v) for v in p.variants))}</span></div></div>'
+        for p in products if p.variants)
     body = f'<p>{text["chat"]}</p><h2>{text["hot"]}</h2><div class="grid">{cards}</div>'
     return _page(lang, body, widget=True)
 

@@ -64,12 +64,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, invalid)  # type: ignore[arg-type]
 
 
-def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
+def admin_dependency(settings: Settings):  # type: ignore[no-untyped-def]
+    """The FastAPI dependency every admin route uses: the bearer token, or a 401."""
     def admin(authorization: str = Header("")) -> str:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.admin_api_token()):
             raise FaqError("unauthorized", "a valid admin bearer token is required")
         return "admin"
+    return admin
+
+
+def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
+    admin = admin_dependency(settings)
 
     api = APIRouter(prefix="/api/admin/kb", dependencies=[Depends(admin)], tags=["knowledge base"])
 

@@ -54,7 +54,8 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 3e-3
     validation_fraction: float = 0.1  # held out for calibration when no validation data is given
-    refit: bool = True  # after calibrating on a split, retrain on every example
+    refit: bool = True  # after calibrating on a split, go on training on every example
+    refit_fraction: float = 0.25  # epochs of that continuation, as a share of the first training's
     augment: int = 0  # generated variants per training example (nlu.augment)
     chinese: str = "chars"  # Chinese tokens: "chars" or "jieba"
     fallback_budget: float = 0.01  # share of correct validation answers the fallback threshold may drop
@@ -289,9 +290,13 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
         metrics["calibration"] = calibration
         if config.refit and not explicit_validation:
             # the shipped network learns from every example; it keeps the calibration of the split
+            # warm start: the calibrated networks go on learning for a few epochs with the held-out
+            # examples added, at a lower rate, so the calibration still describes them
             all_generated = augment.augment(examples, lookups, config.augment, config.seed) if config.augment else []
-            model = _fit(ft, examples + all_generated, labels, config, epochs, "BiLSTM, all data", progress)
+            refit_epochs = max(2, round(epochs * config.refit_fraction))
+            _continue(model, examples + all_generated, labels, config, refit_epochs, "BiLSTM, all data", progress)
             metrics["final_train_examples"] = len(examples) + len(all_generated)
+            metrics["refit_epochs"] = refit_epochs
     model.temperature, model.threshold = temperature, threshold
     model.tagger, metrics["entity_tagger"] = _train_tagger(ft, train_set, validation, examples, lookups,
                                                            refit=config.refit and not explicit_validation)
@@ -370,15 +375,36 @@ def _fit(ft, examples: list[TrainingExample], labels: list[str], config: TrainCo
     return IntentModel(ft, Ensemble(members), vocab, labels, 1.0, {}, config.chinese)
 
 
+def _continue(model: IntentModel, examples: list[TrainingExample], labels: list[str], config: TrainConfig,
+              epochs: int, stage: str, progress: Progress | None) -> None:
+    """Go on training ``model``'s networks on ``examples``; tokens outside its vocabulary take the
+    subword path, as they do at prediction time."""
+    index = {label: i for i, label in enumerate(labels)}
+    token_lists = [tokenize(e.text, config.chinese)[:MAX_TOKENS] or ["<empty>"] for e in examples]
+    subword_table = torch.zeros(len(model.vocab) + 1, config.embedding_dim)
+    for token, i in model.vocab.items():
+        subword_table[i] = torch.from_numpy(model.fasttext.get_word_vector(token))
+    unknown = {t for tokens in token_lists for t in tokens if t not in model.vocab}
+    targets = torch.tensor([index[e.intent] for e in examples])
+    members = list(model.network.members)
+    for member, network in enumerate(members):
+        _seed(config.seed + 100 + member)
+        name = stage if len(members) == 1 else f"{stage} {member + 1}/{len(members)}"
+        _train_network(network, token_lists, targets, subword_table, model.vocab, config, epochs, name, progress,
+                       learning_rate=config.learning_rate / 3, fasttext_model=model.fasttext if unknown else None)
+    model.network.eval()
+
+
 def _train_network(network: BiLSTMAttention, token_lists: list[list[str]], targets: torch.Tensor,
                    subword_table: torch.Tensor, vocab: dict[str, int], config: TrainConfig, epochs: int, stage: str,
-                   progress: Progress | None) -> None:
+                   progress: Progress | None, learning_rate: float | None = None, fasttext_model=None) -> None:
+    rate = learning_rate or config.learning_rate
     dense = [p for name, p in network.named_parameters() if not name.startswith("ngrams.")]
-    optimisers = [torch.optim.AdamW(dense, lr=config.learning_rate, weight_decay=1e-4)]
+    optimisers = [torch.optim.AdamW(dense, lr=rate, weight_decay=1e-4)]
     if network.ngrams is not None:  # sparse rows: only the n-grams in the batch are updated
-        optimisers.append(torch.optim.SparseAdam(list(network.ngrams.parameters()), lr=config.learning_rate))
+        optimisers.append(torch.optim.SparseAdam(list(network.ngrams.parameters()), lr=rate))
     steps_per_epoch = math.ceil(len(token_lists) / config.batch_size)
-    schedules = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=config.learning_rate, pct_start=0.1,
+    schedules = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=rate, pct_start=0.1,
                                                      total_steps=epochs * steps_per_epoch) for o in optimisers]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     for epoch in range(epochs):
@@ -388,7 +414,8 @@ def _train_network(network: BiLSTMAttention, token_lists: list[list[str]], targe
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size].tolist()
             ids, vectors, lengths, grams, offsets = encode_batch([token_lists[r] for r in rows], vocab,
-                                                                 config.embedding_dim, config.ngram_buckets)
+                                                                 config.embedding_dim, config.ngram_buckets,
+                                                                 fasttext_model)
             # token dropout to the subword path: the classifier must cope with unseen words
             unseen = torch.rand(ids.shape) < 0.1
             vectors = torch.where(unseen.unsqueeze(-1), subword_table[ids], vectors)

@@ -173,3 +173,49 @@ def test_a_published_faq_is_answered_in_the_widget_right_away(stack):
     assert "engraved for free" in texts(replies)
     assert of_type(replies, "citations")[0]["sources"][0]["key"] == "engraving_service"
     chat.close()
+
+
+def test_stock_answers_give_quantities_and_restock_dates(stack):
+    from assistant.commerce.models import PurchaseOrder, Variant
+
+    with session_factory(stack.settings.db_url)() as session:
+        order = session.scalars(select(PurchaseOrder).join(Variant).where(
+            Variant.stock == 0, PurchaseOrder.status == "open").order_by(PurchaseOrder.expected_on)).first()
+        variant, product = order.variant, order.variant.product
+        due = f"{order.expected_on.month}月{order.expected_on.day}日"
+        expected_line = f"{variant.color_zh} / {variant.size}: 缺货，下一批预计 {due} 到货"
+        sku, name_en, in_stock = product.sku, product.name_en, {v.sku: v.stock for v in product.variants}
+    chat = ChatClient(stack.ws_url, "zh")
+    replies = chat.say(f'/check_stock{{"product": "{sku}"}}')
+    assert expected_line in texts(replies)
+    rows = {r["sku"]: r for r in of_type(replies, "stock")[0]["variants"]}
+    assert rows[variant.sku]["restock_on"] == order.expected_on.isoformat()
+    assert not rows[variant.sku]["restock_estimated"]
+    assert {s: r["stock"] for s, r in rows.items()} == in_stock
+    for row in rows.values():  # urgency only for what is in stock, within two weeks
+        if row["sell_out_days"] is not None:
+            assert row["stock"] > 0 and 1 <= row["sell_out_days"] <= 14 and "天内可能售罄" in row["text"]
+        if row["restock_estimated"]:
+            assert "估算" in row["text"] and "并非确定日期" in row["text"]
+    chat.close()
+
+    english = ChatClient(stack.ws_url, "en")
+    text = texts(english.say(f"is the {name_en} in stock?"))
+    assert "out of stock; the next delivery is due on" in text
+    english.close()
+
+
+def test_merchant_gets_reorder_suggestions(stack):
+    auth = {"Authorization": f"Bearer {stack.env['KEFU_ADMIN_TOKEN']}"}
+    assert httpx.get(f"{stack.gateway}/api/admin/commerce/reorder").status_code == 401
+    reply = httpx.get(f"{stack.gateway}/api/admin/commerce/reorder", headers=auth, timeout=60)
+    assert reply.status_code == 200, reply.text
+    items = reply.json()["items"]
+    assert items and all(i["suggested_quantity"] > 0 for i in items)
+    first = items[0]
+    assert first["suggested_quantity"] >= first["demand_over_lead_time"] + first["safety_stock"] - first["stock"] \
+        - first["inbound"] - 1
+    forecast = httpx.get(f"{stack.gateway}/api/admin/commerce/forecast/{first['product_sku']}", headers=auth).json()
+    assert len(forecast["median"]) == 28 and all(lo <= m <= hi for lo, m, hi in
+                                                  zip(forecast["low"], forecast["median"], forecast["high"]))
+    assert httpx.get(f"{stack.gateway}/api/admin/commerce/forecast/NOPE", headers=auth).status_code == 404

@@ -20,6 +20,20 @@ def shop_session() -> Iterator[Session]:
         yield session
 
 
+_outlook_cache = None
+
+
+def demand_outlook(session: Session):  # type: ignore[no-untyped-def]
+    """The demand forecast of every product (``assistant.commerce.stock.Outlook``), or None when no
+    forecast model is trained or the sales history is stale."""
+    global _outlook_cache
+    from assistant.commerce.stock import OutlookCache
+
+    if _outlook_cache is None:
+        _outlook_cache = OutlookCache(get_settings().forecast_model_dir)
+    return _outlook_cache.get(session)
+
+
 def language(tracker: Tracker) -> str:
     slot = tracker.get_slot("language")
     if slot in ("zh", "en"):

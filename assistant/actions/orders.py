@@ -17,7 +17,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from assistant.actions.context import language, shop_session, t, yuan
 from assistant.commerce.models import Order, ReturnRequest
-from assistant.commerce.service import ShopError, cancel_order, create_return, verify_order
+from assistant.commerce.service import ShopError, cancel_order, create_return, price_protection, verify_order
 from assistant.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,11 @@ class ValidateCancelForm(_VerifiedOrderSlots, FormValidationAction):
         return "validate_cancel_form"
 
 
+class ValidatePriceProtectionForm(_VerifiedOrderSlots, FormValidationAction):
+    def name(self) -> str:
+        return "validate_price_protection_form"
+
+
 class ValidateReturnForm(_VerifiedOrderSlots, FormValidationAction):
     def name(self) -> str:
         return "validate_return_form"
@@ -251,3 +256,65 @@ class ActionCreateReturn(Action):
                 zh, en = messages.get(error.code, ("无法验证该订单。", "I couldn't verify that order."))
                 dispatcher.utter_message(text=t(lang, zh, en, d=error.detail))
         return _RESET
+
+
+class ActionPriceProtection(Action):
+    """Pays back a price drop on the shopper's verified order (``commerce.service.price_protection``)."""
+
+    def name(self) -> str:
+        return "action_price_protection"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        lang = language(tracker)
+        payout = get_settings().price_protection_payout
+        with shop_session() as session:
+            try:
+                order = _verified(tracker, session)
+                result = price_protection(session, order, payout=payout, conversation_id=tracker.sender_id)
+            except ShopError as error:
+                messages = {
+                    "not_eligible": ("订单 {no} 已取消或已退货，不在价保范围内。", "Order {no} was cancelled or returned, so "
+                                     "price protection doesn't apply."),
+                    "window_closed": ("订单 {no} 的价保期已于{d}结束（签收后7天内有效），这次没法补差价了，抱歉。",
+                                      "Price protection for order {no} ended on {d} (it lasts 7 days after delivery), "
+                                      "so I can't refund a difference now, sorry."),
+                    "no_drop": ("帮您核对了，订单 {no} 里的商品现在的价格没有低于您购买时的价格，暂时没有差价可补。",
+                                "I checked: nothing in order {no} costs less now than you paid, so there is no "
+                                "difference to refund."),
+                }
+                zh, en = messages.get(error.code, ("无法验证该订单。", "I couldn't verify that order."))
+                dispatcher.utter_message(text=t(lang, zh, en, no=tracker.get_slot("order_id") or "",
+                                                d=error.detail))
+                return _RESET
+            zh = lang == "zh"
+            claims = result.claims or result.earlier
+            items_by_id = {item.id: item for item in order.items}
+            lines = []
+            for claim in claims:
+                variant = items_by_id[claim.order_item_id].variant
+                lines.append({"sku": variant.sku, "name": variant.product.name_zh if zh else variant.product.name_en,
+                              "paid": claim.paid_unit_price / 100, "now": claim.current_unit_price / 100,
+                              "quantity": claim.quantity, "amount": claim.amount / 100})
+            detail = "；".join if zh else "; ".join
+            items = detail([t(lang, "{n} 购买价{a}，现价{b}，×{q}", "{n}: paid {a}, now {b}, x{q}", n=line["name"],
+                              a=yuan(round(line["paid"] * 100)), b=yuan(round(line["now"] * 100)), q=line["quantity"])
+                            for line in lines])
+            total = sum(c.amount for c in claims)
+            if not result.claims:
+                text = t(lang, "订单 {no} 的差价 {total} 之前已经补过了（{items}），不会重复补。",
+                         "The difference on order {no}, {total}, was already paid back ({items}); it is paid once.",
+                         no=order.order_no, total=yuan(total), items=items)
+            elif payout == "coupon":
+                text = t(lang, "价保成功！{items}。差价 {total} 已作为无门槛优惠券 {code} 发放，30天内有效。",
+                         "Done! {items}. The difference, {total}, is yours as coupon {code} (no minimum spend, valid "
+                         "30 days).", items=items, total=yuan(total), code=result.coupon.code)
+            else:
+                text = t(lang, "价保成功！{items}。差价 {total} 将在1-3个工作日内原路退回。",
+                         "Done! {items}. The difference, {total}, goes back to your payment method within 1-3 working "
+                         "days.", items=items, total=yuan(total))
+            dispatcher.utter_message(text=text)
+            dispatcher.utter_message(json_message={
+                "type": "price_protection", "order_id": order.order_no, "payout": claims[0].payout,
+                "amount": total / 100, "currency": "CNY", "new": bool(result.claims), "lines": lines,
+                "coupon_code": result.coupon.code if result.coupon else None})
+        return _RESET + [SlotSet("verified_order", order.order_no)]

@@ -11,7 +11,7 @@ from assistant.actions.catalog import current_product
 from assistant.actions.context import language, latest_entity, shop_session, t, yuan
 from assistant.commerce import checkout
 from assistant.commerce.models import Coupon
-from assistant.commerce.service import CHAT_COUPON_DAYS, coupon_discount, holder_key, issue_coupon, pick_variant
+from assistant.commerce.service import CHAT_COUPON_DAYS, Prices, coupon_discount, holder_key, issue_coupon, pick_variant
 from assistant.settings import get_settings
 
 
@@ -62,7 +62,8 @@ class ActionCheckoutLink(Action):
                 return []
             code = tracker.get_slot("coupon_code")
             coupon = session.scalar(select(Coupon).where(Coupon.code == code)) if code else None
-            subtotal = variant.price * quantity
+            unit_price = Prices(session).of(variant)
+            subtotal = unit_price * quantity
             discount, problem = coupon_discount(coupon, subtotal)
             token = checkout.sign(settings.signing_key(), [(variant.id, quantity)], coupon.code if coupon else None)
             url = f"{settings.gateway_url}/checkout/{token}?lang={lang}"
@@ -73,7 +74,7 @@ class ActionCheckoutLink(Action):
                        "coupon_code": coupon.code if coupon and not problem else None,
                        "expires_in_s": settings.checkout_ttl_s,
                        "items": [{"sku": variant.sku, "name": name, "color": colour, "size": variant.size,
-                                  "quantity": quantity, "unit_price": variant.price / 100}]}
+                                  "quantity": quantity, "unit_price": unit_price / 100}]}
         if discount:
             text = t(lang, "已为您生成结算链接：{name}（{colour}/{size}）×{q}，优惠券已抵扣{d}，实付{total}。链接30分钟内有效。",
                      "Your checkout link: {name} ({colour}/{size}) ×{q}, coupon saves {d}, you pay {total}. The link is valid for 30 minutes.",

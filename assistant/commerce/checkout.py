@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.commerce.models import Coupon, Variant
-from assistant.commerce.service import coupon_discount
+from assistant.commerce.service import Prices, coupon_discount
 
 _SALT = "kefu.checkout.v1"
 
@@ -66,6 +66,7 @@ def load_cart(session: Session, secret: str, token: str, max_age_s: int) -> Cart
     except BadSignature as error:
         raise CheckoutError("invalid") from error
     lines = []
+    prices = Prices(session)
     for variant_id, quantity in data["items"]:
         variant = session.get(Variant, int(variant_id))
         if variant is None:
@@ -73,7 +74,7 @@ def load_cart(session: Session, secret: str, token: str, max_age_s: int) -> Cart
         product = variant.product
         lines.append(CartLine(sku=variant.sku, name_zh=product.name_zh, name_en=product.name_en,
                               color_zh=variant.color_zh, color_en=variant.color_en, size=variant.size,
-                              quantity=int(quantity), unit_price=variant.price, product_sku=product.sku))
+                              quantity=int(quantity), unit_price=prices.of(variant), product_sku=product.sku))
     coupon = session.scalar(select(Coupon).where(Coupon.code == data["coupon"])) if data.get("coupon") else None
     subtotal = sum(line.total for line in lines)
     discount, problem = coupon_discount(coupon, subtotal)

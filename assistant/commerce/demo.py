@@ -24,12 +24,16 @@ from assistant.commerce.models import (
     DailySales,
     Order,
     OrderItem,
+    PriceChange,
     Product,
+    Promotion,
+    PurchaseOrder,
     ReturnRequest,
     ShipmentEvent,
     Variant,
 )
 
+LEAD_TIME_DAYS = {"apparel": 14, "shoes": 18, "skincare": 10, "electronics": 21, "home": 16, "food": 7}
 HISTORY_DAYS = 731  # two years of daily sales per product
 N_CUSTOMERS = 240
 N_ORDERS = 1200
@@ -52,6 +56,7 @@ class DemoSummary:
     coupons: int
     daily_sales: int
     faq_entries: int
+    purchase_orders: int = 0
 
 
 def shop_is_empty(session: Session) -> bool:
@@ -69,16 +74,19 @@ def generate(session: Session, *, seed: int = 7, today: dt.date | None = None) -
 
     products, variants = _catalog(session, rng)
     customers = _customers(session, rng, today)
-    n_orders, n_events = _orders(session, rng, today, customers, variants)
+    markdowns = _markdowns(session, random.Random(seed + 2), today, products)
+    n_orders, n_events = _orders(session, rng, today, customers, variants, markdowns)
     n_coupons = _coupons(session, rng, today, customers)
     n_sales = _sales_history(session, nprng, today, products)
+    n_purchase_orders = _purchase_orders(session, random.Random(seed + 1), today, variants)
+    _promotions(session, today)
     n_faq = faq.seed_demo(session)
     faq.record_change(session, "reset", None)  # the search index rebuilds from the new FAQ
     session.commit()
     return DemoSummary(
         categories=len(cd.CATEGORIES), products=len(products), variants=len(variants),
         customers=len(customers), orders=n_orders, shipment_events=n_events, coupons=n_coupons,
-        daily_sales=n_sales, faq_entries=n_faq,
+        daily_sales=n_sales, faq_entries=n_faq, purchase_orders=n_purchase_orders,
     )
 
 
@@ -102,7 +110,7 @@ def _catalog(session: Session, rng: random.Random) -> tuple[list[Product], list[
                     description_en=f"{brand_en} {type_en} in a {style_en.lower()} cut; a best seller in "
                     f"{name_en.lower()}, with 7-day no-questions-asked returns.",
                     price=price_yuan * 100, cost=int(price_yuan * rng.uniform(0.35, 0.6)) * 100,
-                    image_hue=rng.randrange(360),
+                    image_hue=rng.randrange(360), lead_time_days=LEAD_TIME_DAYS[key],
                 )
                 session.add(product)
                 products.append(product)
@@ -118,7 +126,8 @@ def _catalog(session: Session, rng: random.Random) -> tuple[list[Product], list[
                         variant = Variant(
                             product=product, sku=f"{sku}-{c_index}{z_index}",
                             color_zh=colour_zh, color_en=colour_en, size=size,
-                            price=int(product.price * step) // 100 * 100 + (product.price % 100),
+                            price=(price := int(product.price * step) // 100 * 100 + (product.price % 100)),
+                            list_price=price,
                             cost=int(product.cost * step),
                             stock=0 if rng.random() < 0.1 else rng.randint(1, 80),
                         )
@@ -149,8 +158,44 @@ def _customers(session: Session, rng: random.Random, today: dt.date) -> list[Cus
     return customers
 
 
+def _markdowns(session: Session, rng: random.Random, today: dt.date,
+               products: list[Product]) -> dict[int, tuple[dt.datetime, int]]:
+    """Recent price cuts on about one product in seven (every variant of it), 2-6 days ago: the
+    price history the price answers and price protection read. Returns variant id -> (when, the
+    price before)."""
+    out: dict[int, tuple[dt.datetime, int]] = {}
+    for product in products:
+        if rng.random() >= 0.15:
+            continue
+        when = dt.datetime.combine(today, dt.time(10)) - dt.timedelta(days=rng.randint(2, 6))
+        factor = rng.choice([0.85, 0.9, 0.95])
+        for variant in product.variants:
+            old = variant.price
+            variant.price = int(old * factor) // 10 * 10
+            out[variant.id] = (when, old)
+            session.add(PriceChange(variant_id=variant.id, price=variant.price, previous=old, changed_at=when,
+                                    source="demo"))
+    session.flush()
+    return out
+
+
+def _promotions(session: Session, today: dt.date) -> None:
+    """One promotion running now (skincare, 10% off), one that ended, one announced."""
+    skincare = session.scalar(select(Category).where(Category.key == "skincare"))
+    food = session.scalar(select(Category).where(Category.key == "food"))
+    start = dt.datetime.combine(today, dt.time(0))
+    session.add_all([
+        Promotion(name_zh="护肤节 9折", name_en="Skincare week: 10% off", category_id=skincare.id, percent_off=10,
+                  starts_at=start - dt.timedelta(days=2), ends_at=start + dt.timedelta(days=8)),
+        Promotion(name_zh="零食节 85折", name_en="Snack festival: 15% off", category_id=food.id, percent_off=15,
+                  starts_at=start - dt.timedelta(days=40), ends_at=start - dt.timedelta(days=33)),
+        Promotion(name_zh="年货节 8折", name_en="New Year sale: 20% off", category_id=food.id, percent_off=20,
+                  starts_at=start + dt.timedelta(days=30), ends_at=start + dt.timedelta(days=40)),
+    ])
+
+
 def _orders(session: Session, rng: random.Random, today: dt.date, customers: list[Customer],
-            variants: list[Variant]) -> tuple[int, int]:
+            variants: list[Variant], markdowns: dict[int, tuple[dt.datetime, int]]) -> tuple[int, int]:
     now = dt.datetime.combine(today, dt.time(12))
     orders, items, events = [], [], []
     number = 10_000_000 + rng.randrange(1_000_000)
@@ -162,7 +207,12 @@ def _orders(session: Session, rng: random.Random, today: dt.date, customers: lis
         created = now - dt.timedelta(hours=age_h)
         chosen = rng.sample(variants, rng.choice([1, 1, 1, 2, 2, 3]))
         lines = [(v, rng.choice([1, 1, 1, 2])) for v in chosen]
-        subtotal = sum(v.price * q for v, q in lines)
+
+        def paid(v: Variant) -> int:  # the price when the order was placed
+            cut = markdowns.get(v.id)
+            return cut[1] if cut and created < cut[0] else v.price
+
+        subtotal = sum(paid(v) * q for v, q in lines)
         discount = 2000 if subtotal >= 19900 and rng.random() < 0.3 else 0
         roll = rng.random()
         if age_h < 30:
@@ -181,7 +231,7 @@ def _orders(session: Session, rng: random.Random, today: dt.date, customers: lis
                      tracking_no=f"SF{rng.randrange(10**12):012d}" if carrier else None,
                      shipping_address=customer.address)
         orders.append(order)
-        items += [dict(order_id=i + 1, variant_id=v.id, quantity=q, unit_price=v.price) for v, q in lines]
+        items += [dict(order_id=i + 1, variant_id=v.id, quantity=q, unit_price=paid(v)) for v, q in lines]
         if carrier:
             events += _shipment_events(rng, i + 1, created, now, delivered=status != "shipped",
                                        address=customer.address)
@@ -230,6 +280,19 @@ def _coupons(session: Session, rng: random.Random, today: dt.date, customers: li
     return len(rows)
 
 
+def _purchase_orders(session: Session, rng: random.Random, today: dt.date, variants: list[Variant]) -> int:
+    """Inbound stock: most sold-out variants and some running-low ones are on order."""
+    rows = []
+    for variant in variants:
+        if (variant.stock == 0 and rng.random() < 0.6) or (0 < variant.stock < 10 and rng.random() < 0.3):
+            ordered = today - dt.timedelta(days=rng.randint(1, 10))
+            rows.append(dict(variant_id=variant.id, quantity=rng.choice([20, 30, 50, 80, 100]), ordered_on=ordered,
+                             expected_on=today + dt.timedelta(days=rng.randint(2, 20)), status="open"))
+    if rows:
+        session.execute(insert(PurchaseOrder), rows)
+    return len(rows)
+
+
 def _sales_history(session: Session, rng: np.random.Generator, today: dt.date,
                    products: list[Product]) -> int:
     """Daily units per product: trend, weekly and yearly seasonality, promotions, stock-outs."""
@@ -251,8 +314,19 @@ def _sales_history(session: Session, rng: np.random.Generator, today: dt.date,
         else:
             yearly = np.ones(HISTORY_DAYS)
         promo = shopping_festival | (rng.random(HISTORY_DAYS) < 0.03)
-        price = np.where(promo, product.price * 0.8, product.price).astype(int)
-        lam = base * trend * weekly * np.clip(yearly, 0.2, None) * np.where(promo, 2.5, 1.0)
+        # the merchant moves the list price now and then (a few weeks at a time); shoppers answer
+        # with the product's own price elasticity
+        elasticity = rng.uniform(-2.8, -1.1)
+        ratio = np.ones(HISTORY_DAYS)
+        day = 0
+        while day < HISTORY_DAYS:
+            length = int(rng.integers(14, 43))
+            ratio[day:day + length] = rng.choice([0.85, 0.9, 0.95, 1.0, 1.0, 1.0, 1.05, 1.1])
+            day += length
+        ratio = np.where(promo, 0.8, ratio)
+        price = (product.price * ratio).astype(int)
+        lam = (base * trend * weekly * np.clip(yearly, 0.2, None) * ratio ** elasticity
+               * np.where(promo, 1.6, 1.0))
         units = rng.poisson(lam)
         stockout = np.zeros(HISTORY_DAYS, dtype=bool)
         for _ in range(rng.integers(0, 4)):

@@ -53,6 +53,7 @@ class Product(Base):
     price: Mapped[int] = mapped_column(Integer)  # list price in fen
     cost: Mapped[int] = mapped_column(Integer)  # unit cost in fen
     image_hue: Mapped[int] = mapped_column(Integer)  # 0-359, colour of the demo picture
+    lead_time_days: Mapped[int] = mapped_column(Integer, default=14)  # supplier order to stock on the shelf
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     category: Mapped[Category] = relationship(back_populates="products")
@@ -71,8 +72,76 @@ class Variant(Base):
     price: Mapped[int] = mapped_column(Integer)  # fen
     cost: Mapped[int] = mapped_column(Integer)  # fen
     stock: Mapped[int] = mapped_column(Integer)
+    # the merchant's list price in fen; ``price`` is what the shop charges now (the pricing engine
+    # moves it within guardrails around this one)
+    list_price: Mapped[int | None] = mapped_column(Integer)
 
     product: Mapped[Product] = relationship(back_populates="variants")
+    purchase_orders: Mapped[list[PurchaseOrder]] = relationship(back_populates="variant",
+                                                                order_by="PurchaseOrder.expected_on")
+
+
+class PurchaseOrder(Base):
+    """Stock the shop has ordered from its supplier: what is on its way, and when it should arrive."""
+
+    __tablename__ = "purchase_orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    ordered_on: Mapped[dt.date] = mapped_column(Date)
+    expected_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open / received / cancelled
+    received_on: Mapped[dt.date | None] = mapped_column(Date)
+
+    variant: Mapped[Variant] = relationship(back_populates="purchase_orders")
+
+
+class PriceChange(Base):
+    """Every change of a variant's price: the price history behind price ranges and price protection."""
+
+    __tablename__ = "price_changes"
+    __table_args__ = (Index("ix_price_changes_variant_time", "variant_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    price: Mapped[int] = mapped_column(Integer)  # fen, from changed_at on
+    previous: Mapped[int | None] = mapped_column(Integer)  # fen, before changed_at
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    source: Mapped[str] = mapped_column(String(16))  # engine / merchant / demo
+
+
+class Promotion(Base):
+    """A time-limited percentage off one product, a category, or (neither set) the whole shop."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(64))
+    name_en: Mapped[str] = mapped_column(String(64))
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    percent_off: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PriceProtectionClaim(Base):
+    """The price difference paid back on one order line (once), as a refund or as a coupon."""
+
+    __tablename__ = "price_protection_claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_item_id: Mapped[int] = mapped_column(ForeignKey("order_items.id"), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    paid_unit_price: Mapped[int] = mapped_column(Integer)  # fen
+    current_unit_price: Mapped[int] = mapped_column(Integer)  # fen
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer)  # fen
+    payout: Mapped[str] = mapped_column(String(16))  # refund / coupon
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id"))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Customer(Base):

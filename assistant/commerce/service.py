@@ -1,4 +1,5 @@
-"""Shop operations the dialog-to-action hooks call: search, verify, coupons, cancel, return.
+"""Shop operations the dialog-to-action hooks call: search, prices, verify, coupons, cancel, return,
+price protection.
 
 Functions take a SQLAlchemy session and return value objects or raise ``ShopError`` with a
 machine-readable ``code`` that the caller turns into a reply in the shopper's language.
@@ -12,15 +13,31 @@ import secrets
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session, selectinload
 
-from assistant.commerce.models import Category, Coupon, Order, Product, ReturnRequest, Variant, utcnow
+from assistant.commerce.models import (
+    Category,
+    Coupon,
+    Order,
+    PriceChange,
+    PriceProtectionClaim,
+    Product,
+    Promotion,
+    ReturnRequest,
+    Variant,
+    utcnow,
+)
 
 CHAT_CAMPAIGN = "chat_welcome"
 CHAT_COUPON_THRESHOLD = 199_00  # fen: the coupon applies to carts of ¥199 or more
 CHAT_COUPON_DISCOUNT = 20_00  # fen off
 CHAT_COUPON_DAYS = 7
 RETURN_WINDOW_DAYS = 30  # days after delivery (7 without reason, 30 for quality problems)
+PRICE_PROTECTION_DAYS = 7  # days after delivery in which a price drop is paid back
+PRICE_PROTECTION_COUPON_DAYS = 30
+PRICE_RANGE_DAYS = 30  # "recent" in a price answer
 
 
 class ShopError(Exception):
@@ -165,3 +182,114 @@ def create_return(session: Session, order: Order, reason: str, conversation_id: 
     session.add(rma)
     session.commit()
     return rma
+
+
+# ------------------------------------------------------------------------------------------------- prices
+
+
+def _round_fen(fen: float) -> int:
+    return int(round(fen / 10) * 10)
+
+
+class Prices:
+    """What the shop charges at ``now``: each variant's current price, less the promotion running
+    on its product (the product's own before its category's before a shop-wide one). The same for
+    every shopper: nothing about who asks goes in."""
+
+    def __init__(self, session: Session, now: dt.datetime | None = None):
+        self.now = now or utcnow()
+        self.promotions = list(session.scalars(select(Promotion).where(Promotion.starts_at <= self.now,
+                                                                       Promotion.ends_at > self.now)))
+
+    def promotion(self, product: Product) -> Promotion | None:
+        own = [p for p in self.promotions if p.product_id == product.id]
+        category = [p for p in self.promotions if p.product_id is None and p.category_id == product.category_id]
+        shop = [p for p in self.promotions if p.product_id is None and p.category_id is None]
+        for group in (own, category, shop):
+            if group:
+                return max(group, key=lambda p: p.percent_off)
+        return None
+
+    def of(self, variant: Variant) -> int:
+        promotion = self.promotion(variant.product)
+        if promotion is None:
+            return variant.price
+        return _round_fen(variant.price * (100 - promotion.percent_off) / 100)
+
+
+def price_range(session: Session, variants: list[Variant], since: dt.datetime) -> tuple[int, int]:
+    """Lowest and highest price (before promotions) the variants had since ``since``."""
+    ids = [v.id for v in variants]
+    prices = [v.price for v in variants]
+    for price, previous in session.execute(select(PriceChange.price, PriceChange.previous)
+                                           .where(PriceChange.variant_id.in_(ids), PriceChange.changed_at >= since)):
+        prices += [price] + ([previous] if previous else [])
+    return min(prices), max(prices)
+
+
+# --------------------------------------------------------------------------------------- price protection
+
+
+@dataclass(frozen=True)
+class ProtectionResult:
+    claims: list[PriceProtectionClaim]  # paid back now
+    earlier: list[PriceProtectionClaim]  # paid back before (a repeated request pays nothing twice)
+    deadline: dt.datetime | None  # end of the protection window (None: not delivered yet)
+    coupon: Coupon | None = None
+
+    @property
+    def amount(self) -> int:
+        return sum(c.amount for c in self.claims)
+
+
+def price_protection(session: Session, order: Order, *, payout: str = "refund", conversation_id: str | None = None,
+                     now: dt.datetime | None = None) -> ProtectionResult:
+    """Pay back the difference between what the shopper paid per unit and what the shop charges now,
+    for every line of ``order`` that got cheaper, inside the window (``PRICE_PROTECTION_DAYS`` after
+    delivery; an order on its way is inside it). ``payout``: "refund" (a refund record to the
+    original payment) or "coupon" (one coupon of the whole difference, no minimum spend).
+
+    Raises ShopError('not_eligible' | 'window_closed' | 'no_drop')."""
+    if payout not in ("refund", "coupon"):
+        raise ValueError(f"payout must be refund or coupon, not {payout!r}")
+    now = now or utcnow()
+    if order.status in ("cancelled", "returned"):
+        raise ShopError("not_eligible", order.status)
+    delivered = next((e.occurred_at for e in order.events if e.status == "delivered"), None)
+    deadline = delivered + dt.timedelta(days=PRICE_PROTECTION_DAYS) if delivered else None
+    if deadline and now > deadline:
+        raise ShopError("window_closed", deadline.date().isoformat())
+    prices = Prices(session, now)
+    existing = {c.order_item_id: c for c in session.scalars(
+        select(PriceProtectionClaim).where(PriceProtectionClaim.order_id == order.id))}
+    claims = []
+    for item in order.items:
+        current = prices.of(item.variant)
+        if current >= item.unit_price or item.id in existing:
+            continue
+        claims.append(PriceProtectionClaim(
+            order_item_id=item.id, order_id=order.id, paid_unit_price=item.unit_price, current_unit_price=current,
+            quantity=item.quantity, amount=(item.unit_price - current) * item.quantity, payout=payout,
+            conversation_id=conversation_id, created_at=now))
+    if not claims:
+        if existing:
+            return ProtectionResult([], list(existing.values()), deadline)
+        raise ShopError("no_drop", order.order_no)
+    coupon = None
+    if payout == "coupon":
+        coupon = Coupon(code="PP" + secrets.token_hex(4).upper(), campaign=f"price_protection:{order.order_no}",
+                        holder_key=f"customer:{order.customer_id}", customer_id=order.customer_id, threshold=0,
+                        discount=sum(c.amount for c in claims), created_at=now,
+                        expires_at=now + dt.timedelta(days=PRICE_PROTECTION_COUPON_DAYS))
+        session.add(coupon)
+        session.flush()
+        for claim in claims:
+            claim.coupon_id = coupon.id
+    session.add_all(claims)
+    try:
+        session.commit()
+    except IntegrityError:  # the same order claimed twice at once: the first one pays
+        session.rollback()
+        earlier = list(session.scalars(select(PriceProtectionClaim).where(PriceProtectionClaim.order_id == order.id)))
+        return ProtectionResult([], earlier, deadline)
+    return ProtectionResult(claims, list(existing.values()), deadline, coupon)
