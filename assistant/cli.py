@@ -486,15 +486,15 @@ def pricing_serve(model: Path = typer.Option(None, help="model directory (defaul
     engine = pricing.PricingEngine(pricing.Agent.load(model or settings.pricing_model_dir))
     factory = session_factory(settings.db_url)
     log = logging.getLogger("kefu.pricing")
+    log.info("re-pricing every %d s, on the clock (the next run at the next multiple of it)", interval)
     while True:
-        started = time.monotonic()
+        time.sleep(interval - time.time() % interval)  # 15 minutes: at :00, :15, :30 and :45
         try:
             with factory() as session:
                 changes = engine.reprice(session, utcnow())
             log.info("re-priced: %d variant prices changed", len(changes))
         except Exception:  # a failed round must not stop the schedule
             log.exception("re-pricing failed; next try in %d s", interval)
-        time.sleep(max(1.0, interval - (time.monotonic() - started)))
 
 
 @app.command("setup")

@@ -70,6 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterato
         "KEFU_CHROMA_DIR": str(work / "chroma"),
         "KEFU_SECRET_KEY": "test-secret-key",
         "KEFU_ADMIN_TOKEN": "test-admin-token",
+        "KEFU_PRICING_INTERVAL_S": "86400",  # the engine re-prices at midnight, not in the middle of a test
         "PYTHONWARNINGS": "ignore",
     }
     settings = Settings(_env_file=None, **{  # the same view of the configuration the processes have
