@@ -345,9 +345,9 @@ def _forecast_config(epochs: int | None, window: int | None, stride: int | None)
 
 @forecast_app.command("train")
 def forecast_train(out: Path = typer.Option(None, help="model directory (default var/models/forecast)"),
-                   epochs: int = typer.Option(None, help="training epochs (default 12)"),
+                   epochs: int = typer.Option(None, help="training epochs (default 10)"),
                    window: int = typer.Option(None, help="days of history the network reads (default 112)"),
-                   stride: int = typer.Option(None, help="days between training windows (default 2)"),
+                   stride: int = typer.Option(None, help="days between training windows (default 7)"),
                    if_missing: bool = typer.Option(False, help="skip when a model for the same sales history exists"),
                    ) -> None:
     """Train the TCN on every product's daily sales in the database and save it."""

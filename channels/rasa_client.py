@@ -9,8 +9,8 @@ import httpx
 
 log = logging.getLogger("kefu.gateway.rasa")
 
-PAYLOAD_TYPES = {"product_cards", "coupon", "checkout", "order", "stock", "return", "citations",
-                 "unanswered", "handoff"}
+PAYLOAD_TYPES = {"product_cards", "coupon", "checkout", "order", "stock", "price", "price_protection", "return",
+                 "citations", "unanswered", "handoff"}
 
 
 class RasaUnavailable(Exception):

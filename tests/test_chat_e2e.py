@@ -248,6 +248,7 @@ def test_price_answers_give_the_price_the_promotion_and_the_recent_range(stack):
         promoted = {v.sku: prices.of(v) for v in skincare.variants}
         listed = {v.sku: v.price for v in skincare.variants}
     replies = _price_ask(stack, sku, "zh")
+    assert of_type(replies, "price"), replies
     facts = of_type(replies, "price")[0]
     assert facts["price"] == now_low / 100 and facts["promotion"] is None
     assert facts["range"] == [min(now_low, *(v["price"] * 100 for v in facts["variants"])) / 100, old_high / 100]
@@ -340,6 +341,7 @@ def test_price_protection_pays_a_drop_once_through_the_dialog(stack):
     assert "within 7 days of delivery" in asked and "order number" in asked
     chat.say(order_no)
     replies = chat.say(digits)
+    assert of_type(replies, "price_protection"), texts(replies)
     claim = of_type(replies, "price_protection")[0]
     assert claim["order_id"] == order_no and claim["new"] and claim["payout"] == "refund"
     assert round(claim["amount"] * 100) == difference

@@ -146,6 +146,7 @@
           var body = el("div", "kefu-card-body");
           body.appendChild(el("div", "kefu-name", p.name));
           body.appendChild(el("div", "kefu-price", p.price_text));
+          if (p.promotion) body.appendChild(el("div", "kefu-promo", p.promotion));
           body.appendChild(el("div", "kefu-stock", p.in_stock ? UI.stock + " " + p.stock : UI.soldout));
           (p.buttons || []).forEach(function (b) {
             var button = el("button", null, b.title); button.type = "button";
