@@ -108,3 +108,18 @@ def test_english_shopper_tracks_own_order_and_is_refused_anothers(stack, browser
     expect(page.locator(".kefu-order")).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator(".kefu-log")).to_contain_text("don't match")
     page.close()
+
+
+def test_shopper_sees_the_promotion_on_cards_and_asks_the_price(stack, browser, output_dir):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    page.goto(stack.gateway + "/")
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-status")).to_have_text("在线", timeout=ANSWER_TIMEOUT_MS)
+    send(page, "有什么护肤品推荐吗")
+    card = page.locator(".kefu-carousel .kefu-card").first
+    expect(card.locator(".kefu-promo")).to_have_text("护肤节 9折", timeout=ANSWER_TIMEOUT_MS)
+    name = card.locator(".kefu-name").inner_text()
+    send(page, f"{name}多少钱")
+    expect(page.locator(".kefu-log")).to_contain_text("已含「护肤节 9折」优惠", timeout=ANSWER_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "zh-5-promotion-price.png"))
+    page.close()

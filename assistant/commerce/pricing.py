@@ -363,6 +363,16 @@ def train_agent(simulator: Simulator, config: AgentConfig = AgentConfig(), *, da
                 elasticities: dict[str, Elasticity] | None = None, progress: Progress | None = None) -> Agent:
     """Double DQN on the simulator's expected margin per step (scaled per product), every product
     an environment of its own, episodes starting from random legal prices at random times."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide MLP: more threads only wait for each other
+    try:
+        return _train_agent(simulator, config, data_sha256, elasticities, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_agent(simulator: Simulator, config: AgentConfig, data_sha256: str,
+                 elasticities: dict[str, Elasticity] | None, progress: Progress | None) -> Agent:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
