@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.commerce import backtest, db, demo  # noqa: E402
 from assistant.commerce.forecast import TrainConfig, load_series  # noqa: E402
+from benchmarks.doc import write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "forecast.json"
-DOC = ROOT / "docs" / "benchmarks.md"
 DEMO_TODAY = dt.date(2026, 11, 1)  # a fixed day, so every run backtests the same shop
 
 
@@ -82,18 +82,11 @@ def table(summary: dict) -> list[str]:
 
 
 def write_doc(summary: dict, lines: list[str]) -> None:
-    section = ("<!-- forecast:start -->\n## Demand forecasting (`benchmarks/forecast.py`)\n\n"
-               f"{summary['date']}, {summary['machine']}; demo shop (seed 7, today {summary['demo_today']}), "
-               f"{summary['products']} products, {len(summary['origins'])} rolling origins "
-               f"({', '.join(summary['origins'])}), {summary['horizon']} days ahead; the TCN retrained at every "
-               "origin; stock-out days not scored.\n\n" + "\n".join(lines) + "\n<!-- forecast:end -->")
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "<!-- forecast:start -->" in text:
-        head, rest = text.split("<!-- forecast:start -->", 1)
-        text = head + section + rest.split("<!-- forecast:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    write_section("forecast", "## Demand forecasting (`benchmarks/forecast.py`)\n\n"
+                  f"{summary['date']}, {summary['machine']}; demo shop (seed 7, today {summary['demo_today']}), "
+                  f"{summary['products']} products, {len(summary['origins'])} rolling origins "
+                  f"({', '.join(summary['origins'])}), {summary['horizon']} days ahead; the TCN retrained at every "
+                  "origin; stock-out days not scored.\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ from knowledge_base.confidence import calibrate  # noqa: E402
 from knowledge_base.evaluate import evaluate, load_queries  # noqa: E402
 from knowledge_base.faq import FaqInput  # noqa: E402
 from knowledge_base.service import KnowledgeBase  # noqa: E402
+from benchmarks.doc import write_section  # noqa: E402
 
 QUERIES = ROOT / "benchmarks" / "data" / "kb_queries.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "kb.json"
-DOC = ROOT / "docs" / "benchmarks.md"
 MODES = ("hybrid", "dense", "bm25")
 
 # (key, zh question templates, en question templates, zh answer, en answer); {n}/{e} are the product names
@@ -226,19 +226,11 @@ def write_doc(report: dict) -> None:
              f"publish → searchable p50 {row['publish_to_searchable_s']['p50']} s, max "
              f"{row['publish_to_searchable_s']['max']} s over {row['publish_to_searchable_s']['rounds']} publishes"
              for size, row in report["sizes"].items()]
-    section = ("<!-- kb:start -->\n## Knowledge-base retrieval (`benchmarks/kb.py`)\n\n"
-               f"{report['date']}, {report['machine']}; {report['queries']} queries "
-               "(`benchmarks/data/kb_queries.jsonl`: 260 paraphrases of the demo FAQ, 60 unanswerable). "
-               "R@k: the right entry among the first k; answered right/wrong: after the calibrated confidence "
-               "threshold; p50/p95: one query, one thread.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(extra)
-               + "\n<!-- kb:end -->")
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "<!-- kb:start -->" in text:
-        head, rest = text.split("<!-- kb:start -->", 1)
-        text = head + section + rest.split("<!-- kb:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    write_section("kb", "## Knowledge-base retrieval (`benchmarks/kb.py`)\n\n"
+                  f"{report['date']}, {report['machine']}; {report['queries']} queries "
+                  "(`benchmarks/data/kb_queries.jsonl`: 260 paraphrases of the demo FAQ, 60 unanswerable). "
+                  "R@k: the right entry among the first k; answered right/wrong: after the calibrated confidence "
+                  "threshold; p50/p95: one query, one thread.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(extra))
 
 
 if __name__ == "__main__":

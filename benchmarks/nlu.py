@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 from nlu import classifier, convert, data  # noqa: E402
 from nlu.evaluate import classification_report, evaluate  # noqa: E402
 from nlu.types import FALLBACK_INTENT  # noqa: E402
+from benchmarks.doc import write_section  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 RESULTS = ROOT / "benchmarks" / "results" / "nlu.json"
-DOC = ROOT / "docs" / "benchmarks.md"
 RASA_PYTHON = ROOT / ".venv-rasa" / "bin" / "python"
 OOS = classifier.OUT_OF_SCOPE
 PUBLISHED = {
@@ -222,22 +222,13 @@ def ratios(report: dict) -> str:
 
 
 def write_doc(report: dict) -> None:
-    section = (f"<!-- nlu:start -->\n## Intent classification (`benchmarks/nlu.py`)\n\n"
-               f"Run {report['finished_at']} on {report['machine']}; every system trained and tested in the same "
-               f"run. Accuracy counts `nlu_fallback` as wrong for in-scope messages; OOS recall counts "
-               f"`out_of_scope` or `nlu_fallback` on CLINC150's out-of-scope test messages. Latency is one message "
-               f"at a time. Published: " + "; ".join(f"{k}: {v}" for k, v in PUBLISHED.items()) + ".\n\n"
-               + table(report) + "\n\n" + ratios(report) + "\n"
-               + (f"\nChinese tokens: {report['chinese_tokenizer']}\n" if report.get("chinese_tokenizer") else "")
-               + "<!-- nlu:end -->")
-    DOC.parent.mkdir(exist_ok=True)
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\nFigures measured on this project's machines.\n\n"
-    if "<!-- nlu:start -->" in text:
-        head, rest = text.split("<!-- nlu:start -->", 1)
-        text = head + section + rest.split("<!-- nlu:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text, encoding="utf-8")
+    write_section("nlu", f"## Intent classification (`benchmarks/nlu.py`)\n\n"
+                  f"Run {report['finished_at']} on {report['machine']}; every system trained and tested in the same "
+                  f"run. Accuracy counts `nlu_fallback` as wrong for in-scope messages; OOS recall counts "
+                  f"`out_of_scope` or `nlu_fallback` on CLINC150's out-of-scope test messages. Latency is one message "
+                  f"at a time. Published: " + "; ".join(f"{k}: {v}" for k, v in PUBLISHED.items()) + ".\n\n"
+                  + table(report) + "\n\n" + ratios(report) + "\n"
+                  + (f"\nChinese tokens: {report['chinese_tokenizer']}\n" if report.get("chinese_tokenizer") else ""))
 
 
 def main() -> None:

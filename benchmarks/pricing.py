@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assistant.commerce import db, demo, pricing  # noqa: E402
+from benchmarks.doc import write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "pricing.json"
-DOC = ROOT / "docs" / "benchmarks.md"
 DEMO_TODAY = dt.date(2026, 11, 1)
 
 
@@ -101,17 +101,10 @@ def table(summary: dict) -> list[str]:
 
 
 def write_doc(summary: dict, lines: list[str]) -> None:
-    section = ("<!-- pricing:start -->\n## Dynamic pricing (`benchmarks/pricing.py`)\n\n"
-               f"{summary['date']}, {summary['machine']}; demo shop (seed 7, today {summary['demo_today']}), "
-               f"{summary['products']} products re-priced every 15 minutes in the simulator calibrated from their "
-               f"sales; guardrails {summary['guardrails']}.\n\n" + "\n".join(lines) + "\n<!-- pricing:end -->")
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "<!-- pricing:start -->" in text:
-        head, rest = text.split("<!-- pricing:start -->", 1)
-        text = head + section + rest.split("<!-- pricing:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    write_section("pricing", "## Dynamic pricing (`benchmarks/pricing.py`)\n\n"
+                  f"{summary['date']}, {summary['machine']}; demo shop (seed 7, today {summary['demo_today']}), "
+                  f"{summary['products']} products re-priced every 15 minutes in the simulator calibrated from their "
+                  f"sales; guardrails {summary['guardrails']}.\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
