@@ -448,9 +448,9 @@ def pricing_evaluate(model: Path = typer.Option(None, help="model directory (def
     agent = pricing.Agent.load(model or get_settings().pricing_model_dir)
     result = pricing.evaluate(agent, agent.simulated_products(), days=days, seeds=tuple(range(1, seeds + 1)))
     plot = pricing.write_report(result, report)
-    typer.echo(f"{'policy':8s} {'margin ¥':>12s} {'revenue ¥':>12s} {'margin %':>8s} {'violations':>10s}")
+    typer.echo(f"{'policy':14s} {'margin ¥':>12s} {'revenue ¥':>12s} {'margin %':>8s} {'violations':>10s}")
     for name, r in result["policies"].items():
-        typer.echo(f"{name:8s} {r['gross_margin_yuan']:12,.0f} {r['revenue_yuan']:12,.0f} "
+        typer.echo(f"{name:14s} {r['gross_margin_yuan']:12,.0f} {r['revenue_yuan']:12,.0f} "
                    f"{r['margin_rate'] * 100:8.1f} {r['violations_total']:10d}")
     typer.echo(f"agent / rule-based gross margin: {result['dqn_margin_vs_rule']:.3f}")
     typer.echo(f"report in {report / 'pricing_report.json'}, plot in {plot}")
