@@ -266,3 +266,16 @@ def test_the_demo_shop_has_price_cuts_that_orders_paid_before(shop):
                 expected = cut.previous if item.order.created_at < cut.changed_at else cut.price
                 assert item.unit_price == expected
         assert Prices(session).promotions  # the skincare week runs today
+
+
+def test_a_budget_search_counts_what_the_shopper_would_pay_now(tmp_path):
+    from assistant.commerce.models import utcnow
+    from assistant.commerce.service import search_products
+
+    session, product = _shop_with_one_product(tmp_path)  # variants at ¥100 and ¥110
+    assert search_products(session, words=["Cup"], max_price=9_600) == []
+    now = utcnow()
+    session.add(Promotion(name_zh="全场95折", name_en="5% off everything", percent_off=5,
+                          starts_at=now - dt.timedelta(hours=1), ends_at=now + dt.timedelta(hours=1)))
+    session.commit()
+    assert search_products(session, words=["Cup"], max_price=9_600) == [product]  # ¥95 with the promotion

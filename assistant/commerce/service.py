@@ -57,7 +57,8 @@ def holder_key(customer_id: int | None, conversation_id: str) -> str:
 def search_products(session: Session, *, words: list[str], category: str | None = None,
                     color: str | None = None, max_price: int | None = None, limit: int = 6) -> list[Product]:
     """Products matching any of ``words`` (zh or en names), optionally within a category,
-    having a variant in ``color``, priced at most ``max_price`` fen; in-stock first."""
+    having a variant in ``color``, with a variant costing at most ``max_price`` fen now (price
+    changes and promotions included); in-stock first, then cheapest."""
     query = select(Product).join(Category).where(Product.active).options(selectinload(Product.variants))
     words = [w.strip() for w in words if w and w.strip()]
     if words:
@@ -65,13 +66,15 @@ def search_products(session: Session, *, words: list[str], category: str | None 
     if category:
         query = query.where(or_(Category.key == category, Category.name_zh == category,
                                 Category.name_en.ilike(category)))
-    if max_price:
-        query = query.where(Product.price <= max_price)
-    products = list(session.scalars(query.order_by(Product.id)).unique())
+    products = [p for p in session.scalars(query.order_by(Product.id)).unique() if p.variants]
     if color:
         wanted = color.lower()
         products = [p for p in products if any(wanted in (v.color_zh, v.color_en.lower()) for v in p.variants)]
-    products.sort(key=lambda p: (sum(v.stock for v in p.variants) == 0, p.price))
+    prices = Prices(session)
+    cheapest = {p.id: min(prices.of(v) for v in p.variants) for p in products}
+    if max_price:
+        products = [p for p in products if cheapest[p.id] <= max_price]
+    products.sort(key=lambda p: (sum(v.stock for v in p.variants) == 0, cheapest[p.id]))
     return products[:limit]
 
 
