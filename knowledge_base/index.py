@@ -168,6 +168,19 @@ class KnowledgeIndex:
                 metadata={"embedding_model": model}, embedding_function=None)
             for model in self.embedders.models()}
 
+    def drop_other_collections(self) -> list[str]:
+        """Delete this index's collections of embedding models no longer configured (and the single
+        collection of kefu before per-language models), so stale vectors do not linger in Chroma."""
+        current = {collection.name for collection in self.collections.values()}
+        dropped = []
+        for listed in self.client.list_collections():
+            name = getattr(listed, "name", listed)  # chromadb lists collections or (0.6) their names
+            ours = name == self.collection_prefix or name.startswith(self.collection_prefix + "-")
+            if ours and name not in current:
+                self.client.delete_collection(name)
+                dropped.append(name)
+        return dropped
+
     def collection_for(self, language: str) -> Any:
         return self.collections[self.embedders.for_language(language).name]
 

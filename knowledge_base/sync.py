@@ -58,6 +58,8 @@ class IndexSync:
             targets = all_targets(session)
         if force:
             self.index.reset()
+        for name in self.index.drop_other_collections():
+            log.info("dropped Chroma collection %s: its embedding model is no longer configured", name)
         stored = self.index.stored_digests()
         with self.index.lock:
             embedded = self.index.upsert(targets, stored)

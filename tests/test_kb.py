@@ -216,6 +216,13 @@ def test_rebuild_reuses_stored_vectors_and_drops_stale_ones(kb):
                                          embeddings=[[0.0] * kb.embedders.for_language("en").dim],
                                metadatas=[{"target": "faq:99999", "language": "en", "field": "q0", "digest": "x"}])
     assert kb.sync.rebuild()["removed"] == 1
+    # collections of models no longer configured (and kefu's old single collection) are dropped
+    prefix = kb.index.collection_prefix
+    for name in (prefix, f"{prefix}-retired-model"):
+        kb.index.client.get_or_create_collection(name, embedding_function=None)
+    kb.sync.rebuild()
+    names = {getattr(c, "name", c) for c in kb.index.client.list_collections()}
+    assert names == {c.name for c in kb.index.collections.values()}
 
 
 def test_answer_is_calibrated_and_unknown_questions_are_queued(kb, tmp_path):
