@@ -279,3 +279,15 @@ def test_a_budget_search_counts_what_the_shopper_would_pay_now(tmp_path):
                           starts_at=now - dt.timedelta(hours=1), ends_at=now + dt.timedelta(hours=1)))
     session.commit()
     assert search_products(session, words=["Cup"], max_price=9_600) == [product]  # ¥95 with the promotion
+
+
+def test_the_price_answer_names_the_last_day_of_the_promotion_and_the_range():
+    from assistant.actions.catalog import price_text
+
+    facts = {"price": 80.1, "price_max": 91.8, "range": [80.1, 102.0], "range_days": 30,
+             "promotion": {"name": "护肤节 9折", "percent_off": 10, "ends_at": "2026-11-30T00:00"}}
+    assert price_text(facts, "洗面奶", "zh") == ("洗面奶 现价 ¥80.10 - ¥91.80（已含「护肤节 9折」优惠，活动到11月29日）。"
+                                               "近30天价格在 ¥80.10 到 ¥102 之间。")
+    steady = {**facts, "price_max": 80.1, "range": [80.1, 80.1], "promotion": None}
+    assert price_text(steady, "Cleanser", "en") == ("Cleanser costs ¥80.10 now; no promotion is running on it at the "
+                                                    "moment. The price has not changed in the last 30 days.")

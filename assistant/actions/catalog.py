@@ -158,7 +158,8 @@ def price_text(facts: dict[str, Any], name: str, lang: str) -> str:
     text = t(lang, "{name} 现价 {span}", "{name} costs {span} now", name=name, span=span)
     promotion = facts["promotion"]
     if promotion:
-        ends = dt.datetime.fromisoformat(promotion["ends_at"])
+        # the last day it runs: a promotion ending at midnight ends with the day before
+        ends = dt.datetime.fromisoformat(promotion["ends_at"]) - dt.timedelta(seconds=1)
         text += t(lang, "（已含「{p}」优惠，活动到{m}月{d}日）", " ({p} included, until {day})", p=promotion["name"],
                   m=ends.month, d=ends.day, day=ends.strftime("%-d %b"))
     else:
