@@ -15,7 +15,7 @@ is a property of the variant, not of the shopper: nothing about who asks goes in
 
     elasticities = estimate_elasticities(session)
     agent = train_agent(Simulator(products_for_simulation(session, elasticities)), AgentConfig())
-    engine = PricingEngine(agent, guardrails); engine.reprice(session, now)
+    PricingEngine(agent).reprice(session, now)   # the agent carries its guardrails
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from sqlalchemy.orm import Session
 from torch import nn
 
 from assistant.commerce.models import DailySales, PriceChange, Product
-from assistant.commerce.service import Prices
+from assistant.commerce.service import Prices, round_price
 
 ARTIFACT_VERSION = "kefu.pricing.dqn.v1"
 STEPS_PER_DAY = 96  # 15-minute re-pricing
 ACTIONS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # share of the maximum step
 ELASTICITY_RANGE = (-4.0, -0.3)
+_MOVES = np.array(ACTIONS)
 
 Progress = Callable[[str, int, int, float], None]
 
@@ -77,13 +78,13 @@ class Guardrails:
         high = min(ceiling, _round_down(current * (1 + self.max_step)))
         if low > high:  # the grid has no point inside the step: stay
             return current
-        return int(min(max(_round_near(proposed), low), high))
+        return int(min(max(round_price(proposed), low), high))
 
     def apply_many(self, proposed: np.ndarray, current: np.ndarray, cost: np.ndarray,
                    list_price: np.ndarray) -> np.ndarray:
         """``apply`` over arrays (the simulator's hot path); the same result, element by element."""
-        floor = np.ceil(np.round(cost * (1 + self.min_margin), 6) / 10) * 10
-        ceiling = np.maximum(np.floor(np.round(list_price * self.ceiling, 6) / 10) * 10, floor)
+        proposed, current = np.asarray(proposed, float), np.asarray(current, float)
+        floor, ceiling = self._bounds(np.asarray(cost, float), np.asarray(list_price, float))
         low = np.maximum(floor, np.ceil(np.round(current * (1 - self.max_step), 6) / 10) * 10)
         high = np.minimum(ceiling, np.floor(np.round(current * (1 + self.max_step), 6) / 10) * 10)
         inside = np.clip(np.round(proposed / 10) * 10, low, high)
@@ -94,11 +95,15 @@ class Guardrails:
     def count_violations(self, previous: np.ndarray, price: np.ndarray, cost: np.ndarray,
                          list_price: np.ndarray) -> dict[str, int]:
         """How many of the moves ``previous`` -> ``price`` break each limit (``violations`` over arrays)."""
-        floor = np.ceil(np.round(cost * (1 + self.min_margin), 6) / 10) * 10
-        ceiling = np.maximum(np.floor(np.round(list_price * self.ceiling, 6) / 10) * 10, floor)
+        floor, ceiling = self._bounds(cost, list_price)
         inside = (previous >= floor) & (previous <= ceiling)
         return {"floor": int(np.sum(price < floor)), "ceiling": int(np.sum(price > ceiling)),
                 "max_step": int(np.sum(inside & (np.abs(price - previous) > self.max_step * previous + 1e-6)))}
+
+    def _bounds(self, cost: np.ndarray, list_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``floor_price`` and ``ceiling_price`` over arrays."""
+        floor = np.ceil(np.round(cost * (1 + self.min_margin), 6) / 10) * 10
+        return floor, np.maximum(np.floor(np.round(list_price * self.ceiling, 6) / 10) * 10, floor)
 
     def violations(self, previous: int, price: int, cost: int, list_price: int) -> list[str]:
         """Which limits the move ``previous`` -> ``price`` breaks (an independent check of ``apply``)."""
@@ -119,10 +124,6 @@ def _round_up(fen: float) -> int:
 
 def _round_down(fen: float) -> int:
     return int(math.floor(round(fen, 6) / 10) * 10)
-
-
-def _round_near(fen: float) -> int:
-    return int(round(fen / 10) * 10)
 
 
 # ---------------------------------------------------------------------------------- elasticity estimates
@@ -329,8 +330,7 @@ class Agent:
             return self.network(torch.from_numpy(observations)).argmax(dim=1).numpy()
 
     def propose(self, observations: np.ndarray, prices: np.ndarray) -> np.ndarray:
-        moves = np.array(ACTIONS)[self.act(observations)] * self.guardrails.max_step
-        return prices * (1 + moves)
+        return moved(prices, self.act(observations), self.guardrails.max_step)
 
     def simulated_products(self) -> list[SimProduct]:
         return [SimProduct(**p) for p in self.meta["simulation"]]
@@ -353,10 +353,9 @@ class Agent:
         return cls(network, Guardrails(**meta["guardrails"]), meta)
 
 
-def apply_guardrails(guardrails: Guardrails, proposed: np.ndarray, current: np.ndarray, cost: np.ndarray,
-                     list_price: np.ndarray) -> np.ndarray:
-    return guardrails.apply_many(np.asarray(proposed, float), np.asarray(current, float), np.asarray(cost, float),
-                                 np.asarray(list_price, float))
+def moved(prices: np.ndarray, actions: np.ndarray, max_step: float) -> np.ndarray:
+    """The prices the chosen actions (indices into ``ACTIONS``) propose, before the guardrails."""
+    return prices * (1 + _MOVES[actions] * max_step)
 
 
 def train_agent(simulator: Simulator, config: AgentConfig = AgentConfig(), *, data_sha256: str = "",
@@ -404,11 +403,11 @@ def _train_agent(simulator: Simulator, config: AgentConfig, data_sha256: str,
             chosen = Agent(network, guardrails).act(state)
             explore = rng.random(n) < epsilon
             chosen[explore] = rng.integers(0, len(ACTIONS), explore.sum())
-            proposed = sim.price * (1 + np.array(ACTIONS)[chosen] * guardrails.max_step)
-            prices = apply_guardrails(guardrails, proposed, sim.price, sim.cost, sim.list_price)
+            prices = guardrails.apply_many(moved(sim.price, chosen, guardrails.max_step), sim.price, sim.cost,
+                                           sim.list_price)
             outcome = sim.move(prices)
             reward = (outcome["expected_margin"] / (scale * STEPS_PER_DAY * sim.profile[sim.clock(sim.step_index - 1)[0]])
-                      - config.move_penalty * np.abs(np.array(ACTIONS)[chosen]))
+                      - config.move_penalty * np.abs(_MOVES[chosen]))
             following = sim.observe()
             index = (cursor + np.arange(n)) % size
             states[index], actions[index], rewards[index], next_states[index] = state, chosen, reward, following
@@ -488,8 +487,7 @@ class ModelOptimal(Policy):
     def prices(self, sim: Simulator, history: list[np.ndarray]) -> np.ndarray:
         slot, weekday = sim.clock()
         e = sim.elasticity * sensitivity(slot, weekday)
-        target = np.where(e < -1.0, sim.cost * e / np.minimum(1 + e, -1e-6), sim.ceiling)
-        return target
+        return np.where(e < -1.0, sim.cost * e / np.minimum(1 + e, -1e-6), sim.ceiling)
 
 
 class DQNPolicy(Policy):
@@ -515,7 +513,7 @@ def simulate(policy: Policy, products: Sequence[SimProduct], guardrails: Guardra
     day_margin = 0.0
     for step in range(days * STEPS_PER_DAY):
         proposed = policy.prices(sim, history)
-        prices = apply_guardrails(guardrails, proposed, sim.price, sim.cost, sim.list_price)
+        prices = guardrails.apply_many(proposed, sim.price, sim.cost, sim.list_price)
         for broken, count in guardrails.count_violations(sim.price, prices, sim.cost, sim.list_price).items():
             violations[broken] += count
         moves += int(np.sum(prices != sim.price))
@@ -574,14 +572,17 @@ class PricingEngine:
         floor = np.array([self.guardrails.floor_price(v.cost) for v in reference], float)
         ceiling = np.array([self.guardrails.ceiling_price(int(lp), v.cost) for v, lp in zip(reference, list_price)],
                            float)
-        last = {}
-        for product in products:
-            change = session.scalar(select(PriceChange).where(PriceChange.variant_id == product.variants[0].id)
-                                    .order_by(PriceChange.changed_at.desc()).limit(1))
-            last[product.id] = (change.price / change.previous - 1) if change and change.previous else 0.0
+        # the move of the previous re-pricing, as the simulator's agent saw it (none: 0)
+        last_move = dict.fromkeys((v.id for v in reference), 0.0)
+        for variant_id, after, before in session.execute(
+                select(PriceChange.variant_id, PriceChange.price, PriceChange.previous)
+                .where(PriceChange.variant_id.in_(list(last_move)), PriceChange.source == "engine",
+                       PriceChange.changed_at >= now - dt.timedelta(minutes=24 * 60 // STEPS_PER_DAY))
+                .order_by(PriceChange.changed_at)):
+            last_move[variant_id] = after / before - 1 if before else 0.0
         state = observation(price, list_price, cost, floor, ceiling,
                             np.array([self.elasticity[p.sku] for p in products]), slot, now.weekday(),
-                            np.array([last[p.id] for p in products]))
+                            np.array([last_move[v.id] for v in reference]))
         factors = self.agent.propose(state, price) / price
         changes = []
         for product, factor in zip(products, factors):

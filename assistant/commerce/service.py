@@ -11,10 +11,10 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from dataclasses import dataclass
 
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from assistant.commerce.models import (
@@ -190,7 +190,8 @@ def create_return(session: Session, order: Order, reason: str, conversation_id: 
 # ------------------------------------------------------------------------------------------------- prices
 
 
-def _round_fen(fen: float) -> int:
+def round_price(fen: float) -> int:
+    """The nearest price on the shop's 10-fen (1 jiao) grid."""
     return int(round(fen / 10) * 10)
 
 
@@ -217,7 +218,7 @@ class Prices:
         promotion = self.promotion(variant.product)
         if promotion is None:
             return variant.price
-        return _round_fen(variant.price * (100 - promotion.percent_off) / 100)
+        return round_price(variant.price * (100 - promotion.percent_off) / 100)
 
 
 def price_range(session: Session, variants: list[Variant], since: dt.datetime) -> tuple[int, int]:
