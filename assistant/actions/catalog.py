@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 
 from assistant.actions.context import demand_outlook, image_url, language, latest_entity, shop_session, t, yuan
 from assistant.commerce.models import Product
-from assistant.commerce.service import PRICE_RANGE_DAYS, Prices, find_product, matching_variants, price_range, search_products
+from assistant.commerce.service import (
+    PRICE_RANGE_DAYS,
+    Prices,
+    find_product,
+    matching_variants,
+    price_range,
+    search_products,
+)
 from assistant.commerce.stock import VariantStock, variant_stock
 
 MAX_CARDS = 6
@@ -103,7 +110,8 @@ class ActionSearchProducts(Action):
                     lang, "抱歉，暂时没有找到符合条件的商品。换个关键词试试，或者放宽预算？",
                     "Sorry, I couldn't find anything matching that. Try another word or a bigger budget?"))
                 return [SlotSet("shown_products", [])]
-            cards = [product_card(p, lang, Prices(session)) for p in products]
+            prices = Prices(session)
+            cards = [product_card(p, lang, prices) for p in products]
         dispatcher.utter_message(text=t(lang, "为您找到这些商品，看看喜欢哪款～", "Here's what I found for you:"))
         dispatcher.utter_message(json_message={"type": "product_cards", "products": cards})
         return [SlotSet("shown_products", [c["sku"] for c in cards])]
@@ -126,7 +134,8 @@ class ActionProductInfo(Action):
                 lang, "{name}：{desc} 更详细的参数可以转人工客服为您确认。",
                 "{name}: {desc} An agent can confirm any further detail.",
                 name=product.name_zh if lang == "zh" else product.name_en, desc=description))
-            dispatcher.utter_message(json_message={"type": "product_cards", "products": [product_card(product, lang, Prices(session))]})
+            card = product_card(product, lang, Prices(session))
+            dispatcher.utter_message(json_message={"type": "product_cards", "products": [card]})
             return [SlotSet("product", product.sku)]
 
 

@@ -288,17 +288,16 @@ class ActionPriceProtection(Action):
                 return _RESET
             zh = lang == "zh"
             claims = result.claims or result.earlier
-            items_by_id = {item.id: item for item in order.items}
-            lines = []
-            for claim in claims:
-                variant = items_by_id[claim.order_item_id].variant
-                lines.append({"sku": variant.sku, "name": variant.product.name_zh if zh else variant.product.name_en,
-                              "paid": claim.paid_unit_price / 100, "now": claim.current_unit_price / 100,
-                              "quantity": claim.quantity, "amount": claim.amount / 100})
-            detail = "；".join if zh else "; ".join
-            items = detail([t(lang, "{n} 购买价{a}，现价{b}，×{q}", "{n}: paid {a}, now {b}, x{q}", n=line["name"],
-                              a=yuan(round(line["paid"] * 100)), b=yuan(round(line["now"] * 100)), q=line["quantity"])
-                            for line in lines])
+            variants = {item.id: item.variant for item in order.items}
+            lines = [{"sku": variants[c.order_item_id].sku, "quantity": c.quantity,
+                      "name": variants[c.order_item_id].product.name_zh if zh
+                      else variants[c.order_item_id].product.name_en,
+                      "paid": c.paid_unit_price / 100, "now": c.current_unit_price / 100, "amount": c.amount / 100}
+                     for c in claims]
+            items = ("；" if zh else "; ").join(
+                t(lang, "{n} 购买价{a}，现价{b}，×{q}", "{n}: paid {a}, now {b}, x{q}", n=line["name"],
+                  a=yuan(c.paid_unit_price), b=yuan(c.current_unit_price), q=c.quantity)
+                for line, c in zip(lines, claims))
             total = sum(c.amount for c in claims)
             if not result.claims:
                 text = t(lang, "订单 {no} 的差价 {total} 之前已经补过了（{items}），不会重复补。",
