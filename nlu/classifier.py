@@ -352,16 +352,28 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _inputs(examples: list[TrainingExample], labels: list[str], config: TrainConfig) -> tuple[list[list[str]],
+                                                                                             torch.Tensor]:
+    """Token lists and label indices of ``examples``."""
+    index = {label: i for i, label in enumerate(labels)}
+    token_lists = [tokenize(e.text, config.chinese)[:MAX_TOKENS] or ["<empty>"] for e in examples]
+    return token_lists, torch.tensor([index[e.intent] for e in examples])
+
+
+def _subword_table(ft, vocab: dict[str, int], dim: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The fastText vector of every token in ``vocab`` (row 0, padding and unknown, stays zero)."""
+    table = torch.zeros(len(vocab) + 1, dim)
+    for token, i in vocab.items():
+        table[i] = torch.from_numpy(ft.get_word_vector(token))
+    return table
+
+
 def _fit(ft, examples: list[TrainingExample], labels: list[str], config: TrainConfig, epochs: int, stage: str,
          progress: Progress | None) -> IntentModel:
     """Train fresh networks on ``examples`` (embeddings start from fastText); temperature 1."""
-    index = {label: i for i, label in enumerate(labels)}
-    token_lists = [tokenize(e.text, config.chinese)[:MAX_TOKENS] or ["<empty>"] for e in examples]
+    token_lists, targets = _inputs(examples, labels, config)
     vocab = {token: i + 1 for i, token in enumerate(sorted({t for tokens in token_lists for t in tokens}))}
-    subword_table = torch.zeros(len(vocab) + 1, config.embedding_dim)  # the fastText vector of every known token
-    for token, i in vocab.items():
-        subword_table[i] = torch.from_numpy(ft.get_word_vector(token))
-    targets = torch.tensor([index[e.intent] for e in examples])
+    subword_table = _subword_table(ft, vocab, config.embedding_dim)
     members = []
     for member in range(config.members):
         _seed(config.seed + member)
@@ -379,13 +391,9 @@ def _continue(model: IntentModel, examples: list[TrainingExample], labels: list[
               epochs: int, stage: str, progress: Progress | None) -> None:
     """Go on training ``model``'s networks on ``examples``; tokens outside its vocabulary take the
     subword path, as they do at prediction time."""
-    index = {label: i for i, label in enumerate(labels)}
-    token_lists = [tokenize(e.text, config.chinese)[:MAX_TOKENS] or ["<empty>"] for e in examples]
-    subword_table = torch.zeros(len(model.vocab) + 1, config.embedding_dim)
-    for token, i in model.vocab.items():
-        subword_table[i] = torch.from_numpy(model.fasttext.get_word_vector(token))
-    unknown = {t for tokens in token_lists for t in tokens if t not in model.vocab}
-    targets = torch.tensor([index[e.intent] for e in examples])
+    token_lists, targets = _inputs(examples, labels, config)
+    subword_table = _subword_table(model.fasttext, model.vocab, config.embedding_dim)
+    unknown = any(t not in model.vocab for tokens in token_lists for t in tokens)
     members = list(model.network.members)
     for member, network in enumerate(members):
         _seed(config.seed + 100 + member)
