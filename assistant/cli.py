@@ -387,8 +387,7 @@ def forecast_evaluate(report: Path = typer.Option(Path("reports/forecast"), help
     settings = get_settings()
     with session_factory(settings.db_url)() as session:
         series = load_series(session)
-    available = {"tcn": backtest.tcn_model(_forecast_config(epochs, window, stride)),
-                 "seasonal_naive": backtest.seasonal_naive, "ets": backtest.ets}
+    available = backtest.models(_forecast_config(epochs, window, stride))
     chosen = [m.strip() for m in models.split(",") if m.strip()]
     if unknown := [m for m in chosen if m not in available]:
         raise typer.BadParameter(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(available)}")

@@ -50,7 +50,7 @@ def main() -> None:
             demo.generate(session, seed=7, today=DEMO_TODAY)
             session.commit()
             series = load_series(session)
-    available = {"tcn": backtest.tcn_model(config), "seasonal_naive": backtest.seasonal_naive, "ets": backtest.ets}
+    available = backtest.models(config)
     models = {m: available[m] for m in args.models.split(",") if m in available}
     report = backtest.backtest(series, models, n_origins=args.origins, horizon=args.horizon,
                                log=lambda line: print(line, flush=True))

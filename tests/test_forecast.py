@@ -122,7 +122,7 @@ def test_metrics_skip_stockout_days_and_match_hand_computation():
 
 def test_backtest_scores_every_model_at_every_origin(tmp_path):
     series = synthetic(days=220)
-    models = {"tcn": backtest.tcn_model(TINY), "seasonal_naive": backtest.seasonal_naive, "ets": backtest.ets}
+    models = backtest.models(TINY)
     report = backtest.backtest(series, models, n_origins=2, horizon=14, log=lambda _: None)
     assert report["origins"] == [series.days[-29].isoformat(), series.days[-15].isoformat()]
     for name in models:

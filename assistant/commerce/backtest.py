@@ -92,6 +92,11 @@ def tcn_model(config: TrainConfig) -> Model:
     return forecast
 
 
+def models(config: TrainConfig) -> dict[str, Model]:
+    """Every forecaster the backtest knows, by name (the TCN with ``config``)."""
+    return {"tcn": tcn_model(config), "seasonal_naive": seasonal_naive, "ets": ets}
+
+
 def origins(series: Series, count: int, horizon: int) -> list[dt.date]:
     """The last ``count`` non-overlapping origins whose horizon is fully observed, oldest first."""
     last = len(series.days) - 1
@@ -140,11 +145,12 @@ def backtest(series: Series, models: dict[str, Model], n_origins: int = 4, horiz
              log: Callable[[str], None] = print) -> dict:
     """Every model at every origin: pooled metrics, per-origin metrics, seconds, and the last origin's
     forecasts (for the plot)."""
-    report: dict = {"origins": [o.isoformat() for o in origins(series, n_origins, horizon)], "horizon": horizon,
+    dates = origins(series, n_origins, horizon)
+    report: dict = {"origins": [o.isoformat() for o in dates], "horizon": horizon,
                     "products": len(series.skus), "models": {}, "last_forecasts": {}}
     for name, model in models.items():
         points, per_origin, seconds = [], [], 0.0
-        for origin in origins(series, n_origins, horizon):
+        for origin in dates:
             started = time.perf_counter()
             forecasts = model(series, origin, horizon)
             seconds += time.perf_counter() - started

@@ -155,7 +155,6 @@ class OutlookCache:
         self._checked = -math.inf
         self._key: tuple | None = None
         self._outlook: Outlook | None = None
-        self._model: Forecaster | None = None
 
     def get(self, session: Session, today: dt.date | None = None) -> Outlook | None:
         today = today or dt.date.today()
@@ -171,13 +170,13 @@ class OutlookCache:
                 series = load_series(session)
                 key = (path.stat().st_mtime, series.digest(), today)
                 if key != self._key:
-                    self._model = Forecaster.load(self.model_dir)
                     origin = series.days[-1]
                     if (today - origin).days > STALE_AFTER_DAYS:
                         log.info("sales history ends %s: too old for stock forecasts", origin)
                         self._outlook = None
                     else:
-                        self._outlook = Outlook(self._model.predict(series, origin), variant_shares(session), today)
+                        forecasts = Forecaster.load(self.model_dir).predict(series, origin)
+                        self._outlook = Outlook(forecasts, variant_shares(session), today)
                     self._key = key
             except (ValueError, OSError, RuntimeError, KeyError) as error:
                 log.warning("no demand forecast: %s", error)
