@@ -402,7 +402,7 @@ def forecast_evaluate(report: Path = typer.Option(Path("reports/forecast"), help
 
 @pricing_app.command("train")
 def pricing_train(out: Path = typer.Option(None, help="model directory (default var/models/pricing)"),
-                  episodes: int = typer.Option(None, help="training episodes (default 24)"),
+                  episodes: int = typer.Option(None, help="training episodes (default 48)"),
                   if_missing: bool = typer.Option(False, help="skip when a model for the same sales history exists"),
                   ) -> None:
     """Estimate every product's price elasticity from the sales history, calibrate the demand
