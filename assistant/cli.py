@@ -23,7 +23,10 @@ app.add_typer(shop_app, name="shop")
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(kb_app, name="kb")
 app.add_typer(forecast_app, name="forecast")
+vision_app = typer.Typer(help="defect-photo triage: the ResNet classifier and its generated photos",
+                         no_args_is_help=True)
 app.add_typer(pricing_app, name="pricing")
+app.add_typer(vision_app, name="vision")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
 DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
@@ -496,10 +499,128 @@ def pricing_serve(model: Path = typer.Option(None, help="model directory (defaul
             log.exception("re-pricing failed; next try in %d s", interval)
 
 
+@vision_app.command("generate")
+def vision_generate(out: Path = typer.Option(..., help="directory to write <out>/<label>/<n>.jpg into"),
+                    per_class: int = typer.Option(400, help="photos per label"),
+                    seed: int = typer.Option(0), size: int = typer.Option(256, help="pixels per side")) -> None:
+    """Draw product photos (cups, phone cases, shoe uppers, boxes, fabrics) with and without
+    defects: an ImageFolder for `kefu vision train`."""
+    from vision.synth import generate
+
+    description = generate(out, per_class, seed=seed, size=size, progress=True)
+    typer.echo(f"{sum(description['counts'].values())} photos in {out} (sha256 {description['sha256'][:12]})")
+
+
+def _vision_config(arch: str, epochs: int | None, input_size: int | None, batch_size: int | None,
+                   init: str | None, seed: int):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from vision.train import TrainConfig
+
+    changes = {k: v for k, v in dict(epochs=epochs, input_size=input_size, batch_size=batch_size).items() if v}
+    return replace(TrainConfig(), arch=arch, init=init, seed=seed, **changes)
+
+
+@vision_app.command("train")
+def vision_train(data: Path = typer.Option(..., help="ImageFolder: <data>/<label>/<image>"),
+                 out: Path = typer.Option(None, help="model directory (default var/models/vision)"),
+                 arch: str = typer.Option("resnet50", help="resnet50 or resnet18"),
+                 init: str = typer.Option(None, help="start from these weights: a directory or a hub name "
+                                                     "(e.g. microsoft/resnet-50)"),
+                 epochs: int = typer.Option(None, help="at most this many epochs (default 12; stops early)"),
+                 input_size: int = typer.Option(None, help="pixels per side the network reads (default 128)"),
+                 batch_size: int = typer.Option(None, help="default 32"), seed: int = typer.Option(0),
+                 resume: bool = typer.Option(False, help="continue from the checkpoint an interrupted run left"),
+                 threads: int = typer.Option(None, help="torch threads (default: all cores)")) -> None:
+    """Train the defect classifier; early stopping, temperature and the "unsure" threshold come
+    from a stratified validation split."""
+    import torch
+
+    from vision.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = out or get_settings().vision_model_path
+    model = train(data, out, _vision_config(arch, epochs, input_size, batch_size, init, seed), resume=resume,
+                  log=typer.echo)
+    metrics = model.meta["metrics"]
+    typer.echo(f"{arch} saved to {out}: validation accuracy {metrics['validation_accuracy']:.3f}, "
+               f"temperature {model.temperature:.2f}, unsure below {model.threshold:.2f}, "
+               f"{model.meta['train_seconds']:.0f} s")
+
+
+@vision_app.command("evaluate")
+def vision_evaluate(data: Path = typer.Option(..., help="ImageFolder with the same labels"),
+                    model: Path = typer.Option(None, help="model directory (default var/models/vision)"),
+                    report: Path = typer.Option(Path("reports/vision"), help="report directory")) -> None:
+    """Accuracy, per-class precision/recall/F1, the "unsure" outcome, calibration; JSON and PNGs."""
+    from vision.evaluate import evaluate
+    from vision.model import VisionModel
+
+    result = evaluate(VisionModel.load(model or get_settings().vision_model_path), data, report)
+    typer.echo(f"accuracy {result['accuracy']:.3f} on {result['images']} photos; unsure {result['unsure_rate']:.1%}, "
+               f"accuracy of the rest {result['accepted_accuracy']:.3f}; ECE {result['ece']:.3f}")
+    typer.echo(f"report in {report / 'vision_report.json'}")
+
+
+@vision_app.command("predict")
+def vision_predict(images: list[Path] = typer.Argument(..., help="photos"),
+                   model: Path = typer.Option(None, help="model directory (default var/models/vision)")) -> None:
+    """Classify photos exactly as the gateway does (same checks, same preprocessing); one JSON line each."""
+    import json
+
+    from vision.images import Limits, PhotoError, open_photo
+    from vision.model import VisionModel
+
+    settings = get_settings()
+    classifier = VisionModel.load(model or settings.vision_model_path)
+    limits = Limits(settings.max_photo_bytes, settings.max_photo_pixels)
+    failed = False
+    for path in images:
+        try:
+            photo = open_photo(path.read_bytes(), limits, decode_size=classifier.input_size)
+        except (PhotoError, OSError) as error:
+            typer.echo(json.dumps({"file": str(path), "error": getattr(error, "code", "unreadable")}))
+            failed = True
+            continue
+        prediction = classifier.predict([photo.image])[0]
+        typer.echo(json.dumps({"file": str(path), **prediction.as_dict()}, ensure_ascii=False))
+    if failed:
+        raise typer.Exit(1)
+
+
+DEMO_PHOTOS_PER_CLASS = 300
+DEMO_TEST_PHOTOS_PER_CLASS = 100
+
+
+def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
+    """The demo shop's defect classifier: photos drawn and the ResNet trained when missing or
+    stale (the drawing code changed), then evaluated on photos it never saw."""
+    import json
+
+    from vision.synth import VERSION
+    from vision.train import read_folder
+
+    settings = get_settings()
+    data = settings.var_dir / "vision" / f"synth-v{VERSION}"
+    for split, per_class, seed in (("train", DEMO_PHOTOS_PER_CLASS, 1), ("test", DEMO_TEST_PHOTOS_PER_CLASS, 2)):
+        if not (data / split / "dataset.json").exists():
+            vision_generate(out=data / split, per_class=per_class, seed=seed, size=256)
+    meta_path = settings.vision_model_path / "vision.json"
+    if meta_path.exists():
+        trained_on = json.loads(meta_path.read_text()).get("training_data", {}).get("sha256")
+        if trained_on == read_folder(data / "train").digest():
+            echo(f"defect classifier in {settings.vision_model_path} is up to date")
+            return
+    vision_train(data=data / "train", out=None, arch="resnet50", init=None, epochs=None, input_size=None,
+                 batch_size=None, seed=0, resume=False, threads=None)
+    vision_evaluate(data=data / "test", model=None, report=settings.var_dir / "reports" / "vision")
+
+
 @app.command("setup")
 def setup() -> None:
     """Schema, demo shop, lookup tables, intent model, knowledge-base index, demand forecaster,
-    pricing agent and Rasa model: whatever is missing or stale."""
+    pricing agent, defect-photo classifier and Rasa model: whatever is missing or stale."""
     from assistant.setup import train_rasa
 
     shop_generate(force=False, seed=7)
@@ -509,6 +630,7 @@ def setup() -> None:
     kb_reindex(force=False)
     forecast_train(out=None, epochs=None, window=None, stride=None, if_missing=True)
     pricing_train(out=None, episodes=None, if_missing=True)
+    vision_demo()
     train_rasa(get_settings(), echo=typer.echo)
 
 

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
     rasa_timeout_s: float = 30.0  # seconds to wait for Rasa's reply
 
+    # photos: the defect classifier and the limits on what shoppers may send
+    vision_model_dir: Path | None = None  # None: var/models/vision
+    photos_dir: Path | None = None  # None: var/photos
+    max_photo_bytes: int = 8 * 1024 * 1024
+    max_photo_pixels: int = 40_000_000
+
     price_protection_payout: Literal["refund", "coupon"] = "refund"  # how a price difference is paid back
     pricing_interval_s: int = 15 * 60  # the pricing engine re-prices this often (kefu pricing serve)
     checkout_ttl_s: int = 30 * 60  # a checkout link expires after 30 minutes
@@ -83,6 +89,14 @@ class Settings(BaseSettings):
     @property
     def forecast_model_dir(self) -> Path:
         return self.models_dir / "forecast"
+
+    @property
+    def vision_model_path(self) -> Path:
+        return self.vision_model_dir or self.models_dir / "vision"
+
+    @property
+    def photos_path(self) -> Path:
+        return self.photos_dir or self.var_dir / "photos"
 
     @property
     def pricing_model_dir(self) -> Path:

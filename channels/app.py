@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,19 +18,23 @@ from assistant.commerce.models import Product
 from assistant.settings import Settings
 from channels import pages
 from channels.chat import ChatHub, ChatSession
+from channels.photos import PhotoService
 from channels.rasa_client import RasaClient
 from channels.transcripts import TranscriptStore
 from knowledge_base import api as kb_api
 
 STATIC = Path(__file__).with_name("static")
+_PHOTO_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
 
 def create_app(settings: Settings) -> FastAPI:
     sessions = session_factory(settings.db_url)
-    hub = ChatHub(settings, TranscriptStore(sessions), RasaClient(settings.rasa_url, settings.rasa_timeout_s))
+    photos = PhotoService(settings, sessions)
+    hub = ChatHub(settings, TranscriptStore(sessions), RasaClient(settings.rasa_url, settings.rasa_timeout_s), photos)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        photos.start_loading()
         yield
         await hub.rasa.aclose()
 
@@ -80,6 +85,18 @@ def create_app(settings: Settings) -> FastAPI:
                 return Response(pages.product_svg(product), media_type="image/svg+xml",
                                 headers={"Cache-Control": "public, max-age=86400"})
         return await to_thread.run_sync(render)
+
+    @app.get("/photos/{photo_id}")
+    async def photo(photo_id: str) -> Response:
+        """A shopper's photo (metadata removed), by its unguessable id: the conversation shows it."""
+        if not _PHOTO_ID.fullmatch(photo_id):
+            return JSONResponse({"error": "no such photo"}, status_code=404)
+        found = await to_thread.run_sync(photos.read, photo_id)
+        if found is None:
+            return JSONResponse({"error": "no such photo"}, status_code=404)
+        data, media_type = found
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400",
+                                                              "X-Content-Type-Options": "nosniff"})
 
     @app.get("/health")
     async def health() -> dict:

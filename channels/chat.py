@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +17,12 @@ from pydantic import ValidationError
 
 from assistant.settings import Settings
 from channels import protocol
+from channels.photos import PhotoError, PhotoService
 from channels.rasa_client import RasaClient, RasaUnavailable
 from channels.transcripts import Stored, TranscriptStore, new_id
 
 log = logging.getLogger("kefu.gateway.chat")
+_IMAGE_FRAME = re.compile(r'\s*\{\s*"type"\s*:\s*"image"')
 
 
 @dataclass
@@ -27,6 +32,7 @@ class ChatHub:
     settings: Settings
     store: TranscriptStore
     rasa: RasaClient
+    photos: PhotoService
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, conversation_id: str) -> asyncio.Lock:
@@ -51,8 +57,13 @@ class ChatSession:
             log.info("widget disconnected conversation=%s", self.conversation_id)
 
     async def handle_frame(self, frame: str) -> None:
-        if len(frame.encode()) > self.hub.settings.max_frame_bytes:
-            return await self.error("frame_too_large")
+        size = len(frame.encode())
+        settings = self.hub.settings
+        if size > settings.max_frame_bytes:  # only a photo may be bigger, up to its own limit
+            if not _IMAGE_FRAME.match(frame[:200]):
+                return await self.error("frame_too_large")
+            if size > settings.max_photo_bytes * 4 // 3 + 4096:
+                return await self.error("photo_too_large", limit_mb=settings.max_photo_bytes // (1024 * 1024))
         try:
             raw = json.loads(frame)
         except json.JSONDecodeError:
@@ -73,11 +84,29 @@ class ChatSession:
             return await self.error("not_started")
         if isinstance(message, protocol.Media):
             return await self.error("media_unsupported")
+        if isinstance(message, protocol.ImageMessage):
+            return await self.photo(message)
         if isinstance(message, protocol.Text):
             await self.turn(message.text, {"text": message.text}, "text", message.client_id)
         elif isinstance(message, protocol.Postback):
             await self.turn(message.payload, {"text": message.title or message.payload, "payload": message.payload},
                             "postback", message.client_id)
+
+    async def photo(self, message: protocol.ImageMessage) -> None:
+        """Check, classify and store a photo, show it as the shopper's message, and tell Rasa what
+        it shows (intent ``report_defect`` with ``defect_type``, ``defect_confidence``, ``photo_id``)."""
+        data = message.data.split(",", 1)[1] if message.data.startswith("data:") else message.data
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return await self.error("photo_invalid_base64")
+        try:
+            accepted = await to_thread.run_sync(self.hub.photos.accept, raw, self.conversation_id)
+        except PhotoError as error:
+            return await self.error(f"photo_{error.code}",
+                                    limit_mb=self.hub.settings.max_photo_bytes // (1024 * 1024))
+        body = {"photo_id": accepted.id, "url": accepted.url, "width": accepted.width, "height": accepted.height}
+        await self.turn("/report_defect" + json.dumps(accepted.entities()), body, "image", message.client_id)
 
     async def start(self, message: protocol.Hello | protocol.Resume) -> None:
         requested = message.conversation_id if isinstance(message, protocol.Resume) else None
@@ -131,3 +160,4 @@ class ChatSession:
         else:
             await self.ws.send_json({**body, "type": "error", "id": new_id("e"), "seq": 0, "sender": "system"})
         log.info("error reply code=%s conversation=%s", code, self.conversation_id)
+

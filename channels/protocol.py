@@ -5,11 +5,12 @@ Client -> server (JSON text frames):
   {"type": "resume",   "conversation_id": str, "last_seq": int, "language"?: ...}  reconnect; replays seq > last_seq
   {"type": "text",     "text": str (1-2000 chars), "client_id": str}
   {"type": "postback", "payload": "/intent{...}", "title": str, "client_id": str}
-  {"type": "image" | "audio", ...}                                               (answered: not supported yet)
+  {"type": "image",    "data": base64 JPEG/PNG/WebP, "client_id": str}            a photo (checked, classified)
+  {"type": "audio", ...}                                                         (answered: not supported yet)
 
 Server -> client: every message has "id", "seq" (per conversation, increasing; a message is
 stored before it is sent), "type" and "sender" ("shopper" | "bot" | "system"). Types: welcome,
-text, buttons, product_cards, coupon, checkout, order, stock, return, citations, unanswered,
+text, image (the shopper's photo: photo_id, url), buttons, product_cards, coupon, checkout, order, stock, return, citations, unanswered,
 handoff, error; and "typing", which is not stored and repeats the last seq.
 """
 
@@ -53,12 +54,19 @@ class Postback(_Message):
     client_id: str = Field(min_length=1, max_length=64)
 
 
+class ImageMessage(_Message):
+    type: Literal["image"]
+    data: str  # base64 (a data: URL prefix is accepted); empty is refused as photo_empty
+    client_id: str = Field(min_length=1, max_length=64)
+    name: str = Field("", max_length=200)  # the file name, never trusted for the type
+
+
 class Media(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["image", "audio"]
+    type: Literal["audio"]
 
 
-ClientMessage = Annotated[Hello | Resume | Text | Postback | Media, Field(discriminator="type")]
+ClientMessage = Annotated[Hello | Resume | Text | Postback | ImageMessage | Media, Field(discriminator="type")]
 client_message = TypeAdapter(ClientMessage)
 CLIENT_TYPES = ("hello", "resume", "text", "postback", "image", "audio")
 
@@ -72,8 +80,19 @@ ERROR_TEXT: dict[str, tuple[str, str]] = {
                       "That message is too long (at most {limit} characters); please split it."),
     "not_started": ("请先建立会话。", "Please start the conversation first."),
     "unknown_conversation": ("会话已失效，已为您开始新的会话。", "That conversation has expired; a new one has started."),
-    "media_unsupported": ("暂时还不能处理图片和语音，请用文字描述。",
-                          "Photos and voice messages aren't supported yet; please describe it in text."),
+    "media_unsupported": ("暂时还不能处理语音，请用文字描述。",
+                          "Voice messages aren't supported yet; please type your message."),
+    "photo_invalid_base64": ("图片数据损坏，请重新发送。", "The photo's data was damaged on the way; please send it again."),
+    "photo_empty": ("图片是空的，请重新选择一张照片。", "That photo was empty; please choose another one."),
+    "photo_too_large": ("图片太大了（最大{limit_mb}MB），请压缩后再发。",
+                        "That photo is too large (at most {limit_mb} MB); please send a smaller one."),
+    "photo_unsupported_type": ("只支持 JPG、PNG 或 WebP 格式的照片。",
+                               "Only JPEG, PNG or WebP photos can be sent."),
+    "photo_too_many_pixels": ("图片分辨率太高了，请发送普通照片。",
+                              "That image has far too many pixels; please send a normal photo."),
+    "photo_too_small": ("图片太小了，看不清，请拍一张清晰的照片。", "That image is too small to see anything; please take a clear photo."),
+    "photo_corrupt": ("图片已损坏或不完整，无法打开，请重新发送。",
+                      "That photo is damaged or incomplete and can't be opened; please send it again."),
     "upstream_unavailable": ("抱歉，系统有点忙，请稍后重试。您的消息已保存。",
                              "Sorry, I'm having trouble right now; please try again. Your message is saved."),
 }

@@ -282,7 +282,7 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
         index = {label: i for i, label in enumerate(labels)}
         gold = torch.tensor([index.get(e.intent, -1) for e in validation])
         known = gold >= 0
-        temperature = _fit_temperature(logits[known], gold[known])
+        temperature = fit_temperature(logits[known], gold[known])
         probs = torch.softmax(logits / temperature, -1)
         threshold, calibration = calibrate_threshold(probs.numpy(), gold.numpy(), labels, config.fallback_budget)
         metrics["validation_accuracy"] = float((probs.argmax(-1)[known] == gold[known]).float().mean())
@@ -458,7 +458,7 @@ def _stratified_split(examples: list[TrainingExample], fraction: float, seed: in
     return train_set, validation
 
 
-def _fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:
+def fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:
     """The temperature minimising validation NLL (grid search; robust for small splits)."""
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 60))
     losses = [float(nn.functional.cross_entropy(logits / t, gold)) for t in grid]

@@ -187,7 +187,7 @@ def _single_latency(model: IntentModel, texts: list[str], n: int = 200) -> dict:
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "n": len(times)}
 
 
-def plot_confusion_matrix(gold: list[str], predicted: list[str], path: Path) -> None:
+def plot_confusion_matrix(gold: list[str], predicted: list[str], path: Path, what: str = "intent") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,9 +209,9 @@ def plot_confusion_matrix(gold: list[str], predicted: list[str], path: Path) -> 
             if value:
                 ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
                         color="white" if value > peak / 2 else "black")
-    ax.set_xlabel("predicted intent")
-    ax.set_ylabel("true intent")
-    ax.set_title(f"Intent confusion matrix ({len(gold)} examples)")
+    ax.set_xlabel(f"predicted {what}")
+    ax.set_ylabel(f"true {what}")
+    ax.set_title(f"{what.capitalize()} confusion matrix ({len(gold)} examples)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

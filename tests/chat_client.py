@@ -48,6 +48,17 @@ class ChatClient:
         first = self.recv()
         return [first] + self._replies(settle)
 
+    def photo(self, data: bytes, name: str = "photo.jpg", settle: float = 2.5) -> list[dict[str, Any]]:
+        """Send a photo the way the widget does (base64 in an ``image`` frame) and collect the replies."""
+        import base64
+
+        self.ws.send(json.dumps({"type": "image", "data": base64.b64encode(data).decode(), "name": name,
+                                 "client_id": f"i{next(_ids)}"}))
+        first = self.recv()
+        if first["type"] == "error":
+            return [first]
+        return [first] + self._replies(settle)
+
     def postback(self, payload: str, title: str = "") -> list[dict[str, Any]]:
         self.ws.send(json.dumps({"type": "postback", "payload": payload, "title": title,
                                  "client_id": f"p{next(_ids)}"}))

@@ -123,3 +123,40 @@ def test_shopper_sees_the_promotion_on_cards_and_asks_the_price(stack, browser, 
     expect(page.locator(".kefu-log")).to_contain_text("已含「护肤节 9折」优惠", timeout=ANSWER_TIMEOUT_MS)
     page.screenshot(path=str(output_dir / "zh-5-promotion-price.png"))
     page.close()
+
+
+def test_shopper_photographs_a_broken_cup_and_gets_a_refund(stack, browser, output_dir, tmp_path):
+    from tests.test_photo_e2e import claimable_order, photo_where
+
+    damaged, _, _ = photo_where(lambda o: o == "crack_or_broken", "crack_or_broken")
+    photo = tmp_path / "IMG_2041.jpg"
+    photo.write_bytes(damaged)
+    order_no, digits = claimable_order(stack, "en")
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-US")
+    page.goto(stack.gateway + "/?lang=en")
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-status")).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
+
+    send(page, "the cup I received is broken")
+    expect(page.locator(".kefu-log")).to_contain_text("send me a photo", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator(".kefu-attach")).to_be_visible()
+    before = page.evaluate(_SHOWN)
+    page.set_input_files(".kefu-file", str(photo))  # what the 📷 button's file chooser does
+    wait_for_answer(page, before)
+    shown = page.locator(".kefu-photo img").first
+    expect(shown).to_have_attribute("src", re.compile(r"^/photos/"), timeout=ANSWER_TIMEOUT_MS)
+    page.wait_for_function("document.querySelector('.kefu-photo img').naturalWidth > 0", timeout=ANSWER_TIMEOUT_MS)
+    send(page, order_no)
+    send(page, digits)
+    expect(page.locator(".kefu-log")).to_contain_text("replacement or a refund", timeout=ANSWER_TIMEOUT_MS)
+    page.screenshot(path=str(output_dir / "en-3-photo-offer.png"))
+
+    before = page.evaluate(_SHOWN)
+    page.get_by_role("button", name="Refund", exact=True).last.click()
+    wait_for_answer(page, before)
+    rma = page.locator(".kefu-return")
+    expect(rma).to_contain_text("Refund", timeout=ANSWER_TIMEOUT_MS)
+    expect(rma).to_contain_text(order_no)
+    expect(rma.locator("img")).to_have_attribute("src", re.compile(r"^/photos/"))
+    page.screenshot(path=str(output_dir / "en-4-photo-refund.png"))
+    page.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.settings import Settings
@@ -56,4 +57,69 @@ def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path 
             return found.to_dict()
         return await to_thread.run_sync(work)
 
+    @api.get("/returns")
+    async def returns(status: str | None = None, with_photo: bool = False, limit: int = 50) -> dict:
+        """Return requests, newest first, with the shopper's photo and what the classifier saw."""
+        limit = max(1, min(limit, 500))
+
+        def work() -> dict:
+            from sqlalchemy import func, select
+
+            from assistant.commerce.models import ReturnRequest
+
+            with sessions() as session:
+                query = select(ReturnRequest)
+                if status:
+                    query = query.where(ReturnRequest.status == status)
+                if with_photo:
+                    query = query.where(ReturnRequest.photo_id.is_not(None))
+                total = session.scalar(select(func.count()).select_from(query.subquery()))
+                rows = session.scalars(query.order_by(ReturnRequest.id.desc()).limit(limit)).all()
+                return {"items": [_return_json(session, r) for r in rows], "total": total}
+        return await to_thread.run_sync(work)
+
+    @api.get("/returns/{rma_no}")
+    async def return_request(rma_no: str) -> dict:
+        def work() -> dict:
+            from sqlalchemy import select
+
+            from assistant.commerce.models import ReturnRequest
+
+            with sessions() as session:
+                row = session.scalar(select(ReturnRequest).where(ReturnRequest.rma_no == rma_no))
+                if row is None:
+                    raise FaqError("not_found", f"no return {rma_no!r}")
+                return _return_json(session, row)
+        return await to_thread.run_sync(work)
+
+    @api.get("/photos/{photo_id}")
+    async def photo(photo_id: str) -> Response:
+        def work() -> Response:
+            from assistant.commerce.models import Photo
+
+            with sessions() as session:
+                row = session.get(Photo, photo_id)
+                path = settings.photos_path / row.path if row else None
+                if row is None or path is None or not path.exists():
+                    raise FaqError("not_found", f"no photo {photo_id!r}")
+                return Response(path.read_bytes(), media_type=row.media_type,
+                                headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+        return await to_thread.run_sync(work)
+
     return api
+
+
+def _return_json(session: Session, rma) -> dict:  # type: ignore[no-untyped-def]
+    from assistant.commerce.models import Photo
+
+    photo = session.get(Photo, rma.photo_id) if rma.photo_id else None
+    return {
+        "rma": rma.rma_no, "order_id": rma.order.order_no, "kind": rma.kind, "status": rma.status,
+        "reason": rma.reason, "created_at": rma.created_at.isoformat(timespec="seconds") + "Z",
+        "conversation_id": rma.conversation_id,
+        "photo": None if photo is None else {
+            "id": photo.id, "url": f"/api/admin/commerce/photos/{photo.id}", "width": photo.width,
+            "height": photo.height, "prediction": {"label": photo.label, "outcome": photo.outcome,
+                                                   "confidence": photo.confidence,
+                                                   "probabilities": photo.probabilities, "model": photo.model}},
+    }

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -245,8 +246,36 @@ class ReturnRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="requested")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     conversation_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="return", server_default="return")  # return/replacement/refund
+    photo_id: Mapped[str | None] = mapped_column(String(32))
+    defect_type: Mapped[str | None] = mapped_column(String(32))
+    defect_confidence: Mapped[float | None] = mapped_column(Float)
 
     order: Mapped[Order] = relationship()
+
+
+class Photo(Base):
+    """A shopper's photo (the metadata-free bytes live at ``path`` under the photos directory)
+    and what the defect classifier saw on it."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), index=False)
+    media_type: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(255))
+    bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_photos_conversation", "conversation_id"),)
 
 
 class Conversation(Base):

@@ -21,6 +21,7 @@ from assistant.commerce.models import (
     Category,
     Coupon,
     Order,
+    Photo,
     PriceChange,
     PriceProtectionClaim,
     Product,
@@ -169,7 +170,11 @@ def cancel_order(session: Session, order: Order) -> Order:
     return order
 
 
-def create_return(session: Session, order: Order, reason: str, conversation_id: str) -> ReturnRequest:
+def create_return(session: Session, order: Order, reason: str, conversation_id: str, kind: str = "return",
+                  photo: Photo | None = None) -> ReturnRequest:
+    """A return request (RMA) for a delivered or shipped order inside the return window. ``kind``
+    is what the shopper gets: ``return`` (money back once the item arrives), ``replacement`` or
+    ``refund`` (quality problems, with the photo and what the classifier saw on it)."""
     existing = session.scalar(select(ReturnRequest).where(ReturnRequest.order_id == order.id))
     if existing:
         raise ShopError("return_exists", existing.rma_no)
@@ -177,14 +182,36 @@ def create_return(session: Session, order: Order, reason: str, conversation_id: 
         raise ShopError("not_shipped", order.order_no)
     if order.status == "cancelled":
         raise ShopError("cancelled", order.order_no)
-    delivered = next((e.occurred_at for e in order.events if e.status == "delivered"), None)
+    delivered = delivered_at(order)
     if delivered and (utcnow() - delivered).days > RETURN_WINDOW_DAYS:
         raise ShopError("window_closed", delivered.date().isoformat())
     rma = ReturnRequest(rma_no=f"RMA{order.order_no[2:]}{secrets.randbelow(100):02d}", order_id=order.id,
-                        reason=reason[:500], status="requested", conversation_id=conversation_id)
+                        reason=reason[:500], status="requested", conversation_id=conversation_id, kind=kind,
+                        photo_id=photo.id if photo else None, defect_type=photo.outcome if photo else None,
+                        defect_confidence=photo.confidence if photo else None)
     session.add(rma)
     session.commit()
     return rma
+
+
+def delivered_at(order: Order) -> dt.datetime | None:
+    return next((e.occurred_at for e in order.events if e.status == "delivered"), None)
+
+
+def check_quality_claim(session: Session, order: Order) -> dt.datetime:
+    """A quality claim (damaged or defective item) needs a delivered order inside the return
+    window with no return yet; returns the delivery time or raises ``ShopError``."""
+    existing = session.scalar(select(ReturnRequest).where(ReturnRequest.order_id == order.id))
+    if existing:
+        raise ShopError("return_exists", existing.rma_no)
+    if order.status == "cancelled":
+        raise ShopError("cancelled", order.order_no)
+    delivered = delivered_at(order)
+    if delivered is None:
+        raise ShopError("not_delivered", order.status)
+    if (utcnow() - delivered).days > RETURN_WINDOW_DAYS:
+        raise ShopError("window_closed", delivered.date().isoformat())
+    return delivered
 
 
 # ------------------------------------------------------------------------------------------------- prices

@@ -12,11 +12,14 @@
     zh: {title: "在线客服", placeholder: "输入消息…", send: "发送", open: "客服", typing: "正在输入…",
          online: "在线", offline: "重新连接中…", coupon: "优惠券", expires: "有效期至", checkout: "去结算",
          total: "实付", saved: "已优惠", stock: "库存", soldout: "缺货", order: "订单", handoff: "已为您转接人工客服",
-         min: "满", off: "减", source: "来源"},
+         min: "满", off: "减", source: "来源", photo: "发送照片", rma: "售后单", replacement: "换新",
+         refund: "退款", "return": "退货", tooBig: "照片太大了，正在压缩…"},
     en: {title: "Customer service", placeholder: "Type a message…", send: "Send", open: "Chat", typing: "typing…",
          online: "online", offline: "reconnecting…", coupon: "Coupon", expires: "Expires", checkout: "Checkout",
          total: "Total", saved: "Saved", stock: "In stock", soldout: "Sold out", order: "Order",
-         handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source"}
+         handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source",
+         photo: "Send a photo", rma: "Return", replacement: "Replacement", refund: "Refund", "return": "Return",
+         tooBig: "That photo is large; shrinking it…"}
   }[lang];
 
   // the conversation id survives page loads; last_seq counts what this page has rendered, so a
@@ -50,7 +53,18 @@
   var row = el("form", "kefu-input-row");
   var input = el("input", "kefu-input"); input.placeholder = UI.placeholder; input.maxLength = 2000;
   var send = el("button", "kefu-send", UI.send); send.type = "submit";
-  row.appendChild(input); row.appendChild(send);
+  // a photo of the problem: the phone offers its camera or the gallery
+  var file = el("input"); file.type = "file"; file.accept = "image/jpeg,image/png,image/webp,image/*";
+  file.className = "kefu-file"; file.setAttribute("aria-label", UI.photo);
+  var attach = el("button", "kefu-attach", "📷"); attach.type = "button"; attach.title = UI.photo;
+  attach.setAttribute("aria-label", UI.photo);
+  attach.addEventListener("click", function () { file.click(); });
+  file.addEventListener("change", function () {
+    var chosen = file.files && file.files[0];
+    file.value = "";
+    if (chosen) sendPhoto(chosen);
+  });
+  row.appendChild(attach); row.appendChild(file); row.appendChild(input); row.appendChild(send);
   panel.appendChild(header); panel.appendChild(log); panel.appendChild(quick); panel.appendChild(row);
   var launcher = el("button", "kefu-launcher", UI.open); launcher.id = "kefu-launcher";
   root.appendChild(panel); root.appendChild(launcher);
@@ -65,6 +79,28 @@
     input.value = "";
     submit({type: "text", text: text});
   });
+
+  var MAX_PHOTO_BYTES = 8 * 1024 * 1024;
+  function sendPhoto(blob) {
+    // the server checks everything again; shrinking here only saves the shopper's upload time
+    if (blob.size > MAX_PHOTO_BYTES && /^image\/(jpeg|png|webp)/.test(blob.type)) return shrink(blob);
+    var reader = new FileReader();
+    reader.onload = function () { submit({type: "image", data: String(reader.result).split(",")[1] || "", name: blob.name || ""}); };
+    reader.readAsDataURL(blob);
+  }
+  function shrink(blob) {
+    bubble("kefu-system", UI.tooBig);
+    var img = new Image();
+    img.onload = function () {
+      var scale = Math.min(1, 2048 / Math.max(img.width, img.height));
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.round(img.width * scale); canvas.height = Math.round(img.height * scale);
+      canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+      URL.revokeObjectURL(img.src);
+      canvas.toBlob(function (small) { if (small) sendPhoto(small); }, "image/jpeg", 0.88);
+    };
+    img.src = URL.createObjectURL(blob);
+  }
 
   // ---- connection
   function connect() {
@@ -134,6 +170,17 @@
     switch (msg.type) {
       case "text":
         node = bubble(msg.sender === "shopper" ? "kefu-shopper" : "kefu-bot", msg.text); break;
+      case "image":
+        node = el("div", "kefu-msg kefu-shopper kefu-photo");
+        var photo = el("img"); photo.src = origin + msg.url; photo.alt = UI.photo; photo.loading = "lazy";
+        node.appendChild(photo);
+        log.appendChild(node); break;
+      case "return":
+        node = el("div", "kefu-order kefu-return");
+        node.appendChild(el("strong", null, UI.rma + " " + msg.rma + " · " + (UI[msg.kind || "return"] || msg.kind)));
+        node.appendChild(el("div", "kefu-status", UI.order + " " + msg.order_id + " · " + msg.status));
+        if (msg.photo_url) { var thumb = el("img"); thumb.src = origin + msg.photo_url; thumb.alt = UI.photo; node.appendChild(thumb); }
+        log.appendChild(node); break;
       case "postback":
         node = bubble("kefu-shopper", msg.text); break;
       case "buttons":
@@ -188,7 +235,7 @@
       case "error":
         node = bubble("kefu-error", msg.text); break;
       default:
-        return; // stock, return, unanswered: their text reply is already shown
+        return; // stock, unanswered: their text reply is already shown
     }
     node.dataset.seq = msg.seq;
     node.dataset.type = msg.type;

@@ -1,0 +1,222 @@
+"""vision/: generated photos, photo checks and metadata stripping, train -> save -> load."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vision import synth
+from vision.images import Limits, PhotoError, open_photo, sniff
+
+
+def jpeg(image: Image.Image, **kwargs) -> bytes:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return synth.render("stain", seed=3)[0]
+
+
+# ------------------------------------------------------------------------------- generated photos
+
+
+def test_every_label_draws_on_every_product_it_happens_to(tmp_path: Path) -> None:
+    for product, defects in synth.DEFECTS_ON.items():
+        for label in (*defects, "no_visible_defect"):
+            image, info = synth.render(label, seed=11, product=product)
+            assert image.size == (256, 256) and info["product"] == product and info["label"] == label
+            assert np.asarray(image).std() > 10  # a real picture, not a blank
+    with pytest.raises(ValueError, match="unknown label"):
+        synth.render("bent", seed=1)
+
+
+def test_the_same_seed_draws_the_same_photo_and_defects_change_it() -> None:
+    a, _ = synth.render("crack_or_broken", seed=5, product="cup")
+    b, _ = synth.render("crack_or_broken", seed=5, product="cup")
+    clean, _ = synth.render("no_visible_defect", seed=5, product="cup")
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(clean))
+
+
+def test_generate_writes_an_image_folder_that_describes_itself(tmp_path: Path) -> None:
+    description = synth.generate(tmp_path / "set", per_class=2, seed=4, size=64, workers=1)
+    assert sorted(p.name for p in (tmp_path / "set").iterdir() if p.is_dir()) == sorted(synth.LABELS)
+    assert all(len(list((tmp_path / "set" / label).glob("*.jpg"))) == 2 for label in synth.LABELS)
+    assert json.loads((tmp_path / "set" / "dataset.json").read_text()) == description
+    again = synth.generate(tmp_path / "again", per_class=2, seed=4, size=64, workers=2)
+    assert again["sha256"] == description["sha256"]  # parallel drawing gives the same bytes
+
+
+# -------------------------------------------------------------------------------------- bad photos
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid PNG header declaring 900 megapixels, with a few bytes of (compressed) zeros."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (b"", "empty"),
+    (b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF", "unsupported_type"),  # a PDF renamed .jpg
+    (b"GIF89a" + b"\0" * 100, "unsupported_type"),
+    (b"hello, this is not an image", "unsupported_type"),
+    (png_bomb(), "too_many_pixels"),
+])
+def test_bad_photos_are_refused_with_a_reason(data: bytes, code: str) -> None:
+    with pytest.raises(PhotoError) as error:
+        open_photo(data)
+    assert error.value.code == code
+
+
+def test_truncated_and_oversized_photos_are_refused(photo: Image.Image) -> None:
+    data = jpeg(photo)
+    with pytest.raises(PhotoError) as error:
+        open_photo(data[: len(data) // 2])
+    assert error.value.code == "corrupt"
+    with pytest.raises(PhotoError) as error:
+        open_photo(data, Limits(max_bytes=len(data) - 1))
+    assert error.value.code == "too_large"
+    with pytest.raises(PhotoError) as error:
+        open_photo(jpeg(photo.resize((20, 20))))
+    assert error.value.code == "too_small"
+    assert open_photo(data).image.size == (256, 256)
+
+
+def test_exif_with_location_is_removed_but_the_photo_stays_upright(photo: Image.Image) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned, the pixels are sideways
+    exif[0x010F] = "PhoneMaker"
+    exif[0x0131] = "Camera 1.0"
+    exif[0x8825] = {1: "N", 2: (31.0, 14.0, 2.0), 3: "E", 4: (121.0, 28.0, 5.0)}  # GPS: Shanghai
+    sideways = photo.crop((0, 0, 256, 160))
+    data = jpeg(sideways, exif=exif.tobytes())
+    data = data[:2] + b"\xff\xfe\x00\x0eshopper-123\x00" + data[2:]  # a comment segment
+    assert b"PhoneMaker" in data and sniff(data) == "image/jpeg"
+    accepted = open_photo(data)
+    assert accepted.image.size == (160, 256)  # turned upright for the classifier
+    stored = accepted.stored
+    assert b"PhoneMaker" not in stored and b"shopper-123" not in stored and b"Camera 1.0" not in stored
+    kept = Image.open(io.BytesIO(stored)).getexif()
+    assert dict(kept) == {0x0112: 6}  # nothing but the orientation: still shown upright, no GPS
+    assert kept.get_ifd(0x8825) == {}
+    assert np.asarray(Image.open(io.BytesIO(stored))).shape == (160, 256, 3)  # pixels untouched, not re-encoded
+
+    plain = open_photo(jpeg(sideways))
+    assert Image.open(io.BytesIO(plain.stored)).getexif() == {}
+
+
+def test_png_text_chunks_are_removed(photo: Image.Image) -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Zhang San 13800138000")
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG", pnginfo=info)
+    accepted = open_photo(buffer.getvalue())
+    assert b"13800138000" not in accepted.stored
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(accepted.stored))), np.asarray(photo))
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from vision.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("vision")
+    synth.generate(root / "data", per_class=6, seed=9, size=64, workers=1)
+    config = TrainConfig(arch="resnet18", input_size=32, epochs=2, batch_size=12, patience=5)
+    model = train(root / "data", root / "model", config, log=lambda _: None)
+    return root, model, config
+
+
+def test_train_save_load_gives_the_same_predictions(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from vision.model import VisionModel
+
+    root, model, _ = tiny_model
+    meta = json.loads((root / "model" / "vision.json").read_text())
+    assert meta["labels"] == sorted(synth.LABELS) and meta["input_size"] == 32 and meta["arch"] == "resnet18"
+    assert len(meta["training_data"]["sha256"]) == 64 and meta["training_data"]["images"] == 36
+    assert meta["temperature"] > 0 and 0.5 <= meta["unsure_threshold"] <= 0.99
+    assert {"validation_accuracy", "ece_before", "ece_after", "coverage"} <= set(meta["metrics"])
+    assert not (root / "model" / "checkpoint.pt").exists()
+    loaded = VisionModel.load(root / "model")
+    images = [Image.open(p).convert("RGB") for p in sorted((root / "data" / "dent").glob("*.jpg"))]
+    before = model.predict(images)
+    after = loaded.predict(images)
+    for a, b in zip(before, after):
+        assert a.label == b.label and a.unsure == b.unsure
+        assert abs(a.confidence - b.confidence) < 1e-5
+        assert abs(sum(b.probabilities.values()) - 1) < 1e-4
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from vision.train import CHECKPOINT, train
+
+    root, _, config = tiny_model
+    out = tmp_path / "model"
+
+    def interrupt(line: str) -> None:
+        if line.startswith("epoch 1:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(root / "data", out, config, log=interrupt)
+    assert (out / CHECKPOINT).exists() and not (out / "vision.json").exists()
+    lines: list[str] = []
+    model = train(root / "data", out, config, resume=True, log=lines.append)
+    assert lines[0] == "resuming after epoch 1 of 2" and not any(line.startswith("epoch 1:") for line in lines)
+    assert [h["epoch"] for h in model.meta["history"]] == [1, 2]
+
+
+def test_evaluate_writes_a_report_and_plots(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from vision.evaluate import evaluate
+
+    root, model, _ = tiny_model
+    report = evaluate(model, root / "data", tmp_path / "report")
+    assert report["images"] == 36 and 0 <= report["accuracy"] <= 1
+    assert set(synth.LABELS) <= set(report["classes"]) and "macro avg" in report["classes"]
+    saved = json.loads((tmp_path / "report" / "vision_report.json").read_text())
+    assert saved["accuracy"] == report["accuracy"]
+    for name in ("vision_confusion_matrix.png", "vision_reliability.png"):
+        assert Image.open(tmp_path / "report" / name).size[0] > 300
+    errors = json.loads((tmp_path / "report" / "vision_errors.json").read_text())
+    assert len(errors) == round((1 - report["accuracy"]) * 36)
+
+
+def test_unknown_classes_in_an_evaluation_folder_are_refused(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from vision.evaluate import evaluate
+
+    _, model, _ = tiny_model
+    (tmp_path / "bent").mkdir()
+    synth.render("dent", 1)[0].save(tmp_path / "bent" / "a.jpg")
+    with pytest.raises(ValueError, match="does not know: bent"):
+        evaluate(model, tmp_path)
+
+
+def test_the_unsure_threshold_reaches_the_target_precision() -> None:
+    from vision.train import unsure_threshold
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 2000)
+    correct = rng.random(2000) < confidence  # calibrated: right as often as it is sure
+    probs = np.stack([confidence, 1 - confidence], 1)
+    gold = np.where(correct, 0, 1)
+    threshold, info = unsure_threshold(probs, gold, target=0.95, floor=0.5)
+    assert 0.86 <= threshold <= 0.94
+    assert info["accepted_accuracy"] >= 0.95 and 0 < info["coverage"] < 0.3
