@@ -589,7 +589,7 @@ def vision_predict(images: list[Path] = typer.Argument(..., help="photos"),
         raise typer.Exit(1)
 
 
-DEMO_PHOTOS_PER_CLASS = 300
+DEMO_PHOTOS_PER_CLASS = 600
 DEMO_TEST_PHOTOS_PER_CLASS = 100
 
 
@@ -604,7 +604,8 @@ def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
     settings = get_settings()
     data = settings.var_dir / "vision" / f"synth-v{VERSION}"
     for split, per_class, seed in (("train", DEMO_PHOTOS_PER_CLASS, 1), ("test", DEMO_TEST_PHOTOS_PER_CLASS, 2)):
-        if not (data / split / "dataset.json").exists():
+        made = data / split / "dataset.json"
+        if not made.exists() or json.loads(made.read_text()).get("per_class") != per_class:
             vision_generate(out=data / split, per_class=per_class, seed=seed, size=256)
     meta_path = settings.vision_model_path / "vision.json"
     if meta_path.exists():
@@ -612,8 +613,18 @@ def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
         if trained_on == read_folder(data / "train").digest():
             echo(f"defect classifier in {settings.vision_model_path} is up to date")
             return
-    vision_train(data=data / "train", out=None, arch="resnet50", init=None, epochs=None, input_size=None,
-                 batch_size=None, seed=0, resume=False, threads=None)
+    # an interrupted `make run` goes on from its last epoch; a checkpoint for other data starts over
+    checkpoint = settings.vision_model_path / "checkpoint.pt"
+    try:
+        vision_train(data=data / "train", out=None, arch="resnet50", init=None, epochs=None, input_size=None,
+                     batch_size=None, seed=0, resume=checkpoint.exists(), threads=None)
+    except ValueError as error:
+        if not checkpoint.exists():
+            raise
+        echo(f"{error}: starting over")
+        checkpoint.unlink()
+        vision_train(data=data / "train", out=None, arch="resnet50", init=None, epochs=None, input_size=None,
+                     batch_size=None, seed=0, resume=False, threads=None)
     vision_evaluate(data=data / "test", model=None, report=settings.var_dir / "reports" / "vision")
 
 

@@ -39,18 +39,7 @@ def build(arch: str, labels: list[str], init: str | None = None, pooling: str = 
     else:
         config = ResNetConfig(num_labels=len(labels), id2label=id2label, label2id=label2id, **ARCHS[arch])
         network = ResNetForImageClassification(config)
-        zero_init_residuals(network)
     return use_pooling(network, pooling)
-
-
-def zero_init_residuals(network: torch.nn.Module) -> None:
-    """Start every residual block as the identity (the last batch norm's scale at zero, Goyal et
-    al. 2017): a deep network trained from scratch then learns like a shallow one at first, and
-    converges in fewer epochs."""
-    with torch.no_grad():
-        for stage in network.resnet.encoder.stages:
-            for block in stage.layers:
-                block.layer[-1].normalization.weight.zero_()
 
 
 def use_pooling(network: torch.nn.Module, pooling: str) -> torch.nn.Module:

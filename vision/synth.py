@@ -592,6 +592,9 @@ def generate(out: Path, per_class: int, seed: int = 0, size: int = 256, progress
     jobs = []
     for label in LABELS:
         (out / label).mkdir(exist_ok=True)
+        for stale in (out / label).glob("*.jpg"):  # from an earlier, bigger run: not part of this set
+            if not stale.stem.isdigit() or int(stale.stem) >= per_class:
+                stale.unlink()
         for n in range(per_class):
             jobs.append((label, int(rng.integers(2 ** 31)), size, int(rng.integers(60, 95)),
                          str(out / label / f"{n:05d}.jpg")))

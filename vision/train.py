@@ -36,7 +36,7 @@ CHECKPOINT = "checkpoint.pt"
 class TrainConfig:
     arch: str = "resnet50"
     input_size: int = 128
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 32
     optimizer: str = "adamw"  # adamw or sgd (momentum, Nesterov)
     lr: float = 1e-3  # the peak of the one-cycle schedule
