@@ -18,6 +18,7 @@ from assistant.commerce.models import Customer, Order, Photo, ReturnRequest, Tra
 from tests.chat_client import ChatClient, of_type, texts
 from tests.test_vision import png_bomb
 from vision import synth
+from vision.images import open_photo
 from vision.model import VisionModel
 
 pytestmark = pytest.mark.e2e
@@ -36,10 +37,11 @@ def photo_where(wanted, label: str, product: str = "cup") -> tuple[bytes, str, f
     model = demo_model()
     for seed in range(1000, 1200):
         image, _ = synth.render(label, seed, product=product)
-        prediction = model.predict([image])[0]
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        # read back the way the gateway reads it, so the outcome is the one the shopper gets
+        prediction = model.predict([open_photo(buffer.getvalue(), decode_size=model.input_size).image])[0]
         if wanted(prediction.outcome):
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=90)
             return buffer.getvalue(), prediction.outcome, prediction.confidence
     pytest.fail(f"the demo model gave no wanted outcome on 200 photos of {label}")
 
@@ -169,7 +171,7 @@ def test_a_typed_intent_cannot_claim_damage_with_someone_elses_photo(stack):
         replies += thief.say(order_no)
         replies += thief.say(digits)
         assert not of_type(replies, "return"), send
-        assert "replacement or a refund" not in texts(replies), send
+        assert "Would you like a replacement or a refund" not in texts(replies), send
         thief.close()
     with session_factory(stack.settings.db_url)() as session:
         assert not session.scalars(select(ReturnRequest).where(ReturnRequest.photo_id == photo_id)).all()

@@ -88,8 +88,8 @@ class ActionAskDefectPhoto(Action):
                      "I can't make out the damage clearly in that photo. Could you take another one, focused on "
                      "the damaged spot and in good light?")
         else:
-            text = t(lang, "请拍一张损坏部位的照片发给我（点击输入框旁的📷），我来帮您判断并处理。",
-                     "Please send me a photo of the damage (tap 📷 next to the message box) and I'll sort it out.")
+            text = t(lang, "请拍一张损坏部位的照片发给我（点击输入框旁的相机按钮），我来帮您判断并处理。",
+                     "Please send me a photo of the damage (tap the camera button next to the message box) and I'll sort it out.")
         dispatcher.utter_message(text=text, buttons=[{"title": t(lang, "转人工", "Talk to an agent"),
                                                       "payload": "/human_agent"}])
         return []

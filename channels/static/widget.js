@@ -3,6 +3,10 @@
  * Speaks the /ws/chat protocol (see channels/protocol.py); resumes by sequence number after reconnects. */
 (function () {
   "use strict";
+  // a drawn camera, not an emoji: it looks the same on every system, fonts or not
+  var CAMERA_ICON = '<svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" ' +
+    'stroke="currentColor" stroke-width="2" stroke-linejoin="round"><path d="M4 8h3l2-3h6l2 3h3v11H4z"/>' +
+    '<circle cx="12" cy="13" r="3.5"/></svg>';
   var script = document.currentScript;
   var origin = new URL(script.src, location.href).origin;
   var lang = script.dataset.lang === "en" ? "en" : "zh";
@@ -12,13 +16,13 @@
     zh: {title: "在线客服", placeholder: "输入消息…", send: "发送", open: "客服", typing: "正在输入…",
          online: "在线", offline: "重新连接中…", coupon: "优惠券", expires: "有效期至", checkout: "去结算",
          total: "实付", saved: "已优惠", stock: "库存", soldout: "缺货", order: "订单", handoff: "已为您转接人工客服",
-         min: "满", off: "减", source: "来源", photo: "发送照片", rma: "售后单", replacement: "换新",
+         min: "满", off: "减", source: "来源", photo: "发送照片", sentPhoto: "您发送的照片", rma: "售后单", replacement: "换新",
          refund: "退款", "return": "退货", tooBig: "照片太大了，正在压缩…"},
     en: {title: "Customer service", placeholder: "Type a message…", send: "Send", open: "Chat", typing: "typing…",
          online: "online", offline: "reconnecting…", coupon: "Coupon", expires: "Expires", checkout: "Checkout",
          total: "Total", saved: "Saved", stock: "In stock", soldout: "Sold out", order: "Order",
          handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source",
-         photo: "Send a photo", rma: "Return", replacement: "Replacement", refund: "Refund", "return": "Return",
+         photo: "Send a photo", sentPhoto: "Your photo", rma: "Return", replacement: "Replacement", refund: "Refund", "return": "Return",
          tooBig: "That photo is large; shrinking it…"}
   }[lang];
 
@@ -56,7 +60,7 @@
   // a photo of the problem: the phone offers its camera or the gallery
   var file = el("input"); file.type = "file"; file.accept = "image/jpeg,image/png,image/webp,image/*";
   file.className = "kefu-file"; file.setAttribute("aria-label", UI.photo);
-  var attach = el("button", "kefu-attach", "📷"); attach.type = "button"; attach.title = UI.photo;
+  var attach = el("button", "kefu-attach"); attach.innerHTML = CAMERA_ICON; attach.type = "button"; attach.title = UI.photo;
   attach.setAttribute("aria-label", UI.photo);
   attach.addEventListener("click", function () { file.click(); });
   file.addEventListener("change", function () {
@@ -172,14 +176,14 @@
         node = bubble(msg.sender === "shopper" ? "kefu-shopper" : "kefu-bot", msg.text); break;
       case "image":
         node = el("div", "kefu-msg kefu-shopper kefu-photo");
-        var photo = el("img"); photo.src = origin + msg.url; photo.alt = UI.photo; photo.loading = "lazy";
+        var photo = el("img"); photo.src = origin + msg.url; photo.alt = UI.sentPhoto; photo.loading = "lazy";
         node.appendChild(photo);
         log.appendChild(node); break;
       case "return":
         node = el("div", "kefu-order kefu-return");
         node.appendChild(el("strong", null, UI.rma + " " + msg.rma + " · " + (UI[msg.kind || "return"] || msg.kind)));
         node.appendChild(el("div", "kefu-status", UI.order + " " + msg.order_id + " · " + msg.status));
-        if (msg.photo_url) { var thumb = el("img"); thumb.src = origin + msg.photo_url; thumb.alt = UI.photo; node.appendChild(thumb); }
+        if (msg.photo_url) { var thumb = el("img"); thumb.src = origin + msg.photo_url; thumb.alt = UI.sentPhoto; node.appendChild(thumb); }
         log.appendChild(node); break;
       case "postback":
         node = bubble("kefu-shopper", msg.text); break;
