@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     audio_dir: Path | None = None  # None: var/audio
     max_audio_bytes: int = 4 * 1024 * 1024
     max_audio_seconds: float = Field(60.0, gt=0)
+    phone_language: Literal["zh", "en"] = "zh"  # the greeting's language when the call does not say
 
     price_protection_payout: Literal["refund", "coupon"] = "refund"  # how a price difference is paid back
     pricing_interval_s: int = 15 * 60  # the pricing engine re-prices this often (kefu pricing serve)

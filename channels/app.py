@@ -21,7 +21,9 @@ from channels.chat import ChatHub, ChatSession
 from channels.photos import PhotoService
 from channels.rasa_client import RasaClient
 from channels.transcripts import TranscriptStore
+from channels.voice.phone import PhoneCall
 from channels.voice.service import VoiceService
+from channels.voice.speech import Espeak
 from knowledge_base import api as kb_api
 
 STATIC = Path(__file__).with_name("static")
@@ -121,5 +123,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.websocket("/ws/chat")
     async def chat(websocket: WebSocket) -> None:
         await ChatSession(hub, websocket).run()
+
+    speaker = Espeak()
+
+    @app.websocket("/ws/voice")
+    async def phone(websocket: WebSocket) -> None:
+        """A phone call over the Twilio Media Streams protocol (channels/voice/phone.py)."""
+        await PhoneCall(hub, websocket, speaker).run()
 
     return app

@@ -35,12 +35,13 @@ class TranscriptStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def open(self, conversation_id: str | None, language: str) -> tuple[str, bool]:
+    def open(self, conversation_id: str | None, language: str, channel: str = "widget",
+             caller_phone: str | None = None) -> tuple[str, bool]:
         """(conversation id, existed). An unknown id starts a new conversation."""
         with self.sessions() as session:
             if conversation_id and session.get(Conversation, conversation_id) is not None:
                 return conversation_id, True
-            conversation = Conversation(id=new_id("c"), language=language)
+            conversation = Conversation(id=new_id("c"), language=language, channel=channel, caller_phone=caller_phone)
             session.add(conversation)
             session.commit()
             return conversation.id, False

@@ -42,6 +42,10 @@ class Stack:
     def ws_url(self) -> str:
         return self.gateway.replace("http", "ws", 1) + "/ws/chat"
 
+    @property
+    def phone_url(self) -> str:
+        return self.gateway.replace("http", "ws", 1) + "/ws/voice"
+
 
 @pytest.fixture(scope="session")
 def output_dir() -> Path:

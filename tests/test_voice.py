@@ -158,3 +158,73 @@ def test_the_multilingual_base_model_is_assembled_from_its_two_packages(tmp_path
     assert not list((tmp_path / "whisper-base").glob("*.part"))
     assert result.language == "en" and result.language_probability > 0.8
     assert {"return", "these", "shoes"} <= set(words(result.text)), result.text
+
+
+# --------------------------------------------------------------------------- the telephone side
+
+
+def test_mulaw_matches_g711():
+    from channels.voice.telephony import ulaw_decode, ulaw_encode
+
+    assert ulaw_encode(np.zeros(3, np.float32)) == b"\xff\xff\xff"
+    assert list((ulaw_decode(bytes([0x00, 0x80, 0xFF, 0x7F])) * 32768).astype(int)) == [-32124, 32124, 0, 0]
+    every_code = bytes(range(256))
+    assert ulaw_encode(ulaw_decode(every_code)) == every_code.replace(b"\x7f", b"\xff")  # -0 and +0 are one
+    tone = (0.6 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000)).astype(np.float32)
+    error = np.abs(ulaw_decode(ulaw_encode(tone)) - tone)
+    assert error.max() < 0.02 and error.mean() < 0.005  # 8-bit companding, about 38 dB SNR
+
+
+def test_turns_are_cut_at_pauses_and_speech_start_is_reported_at_once():
+    from channels.voice.telephony import FRAME_SAMPLES, PHONE_RATE, TurnDetector, resample
+
+    speech = resample(decode(speak(SENTENCE)).samples, SAMPLE_RATE, PHONE_RATE)
+    silence = np.zeros(PHONE_RATE, np.float32)
+    stream = np.concatenate([silence, speech, silence, speech[: PHONE_RATE // 2]])
+    detector = TurnDetector()
+    events = []
+    for i in range(0, len(stream) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+        event = detector.push(stream[i:i + FRAME_SAMPLES])
+        if event is not None:
+            events.append((i / PHONE_RATE, event))
+    started = [t for t, e in events if isinstance(e, str)]
+    turns = [(t, e) for t, e in events if not isinstance(e, str)]
+    assert len(started) == 2 and abs(started[0] - 1.0) < 0.4  # reported within a few frames of the voice
+    assert len(turns) == 1  # espeak's short pauses between words do not end the turn
+    seconds = len(turns[0][1]) / PHONE_RATE
+    assert len(speech) / PHONE_RATE < seconds < len(speech) / PHONE_RATE + 1.2
+    rest = detector.flush()  # the call ended mid-sentence: what was said is kept
+    assert rest is not None and len(rest) / PHONE_RATE > 0.3
+
+
+def test_espeak_speaks_both_languages():
+    from channels.voice.speech import Espeak, sentences
+
+    speaker = Espeak()
+    english, rate = speaker.speak("Your order has shipped.", "en")
+    chinese, _ = speaker.speak("您的订单已发货。", "zh")
+    assert rate == SAMPLE_RATE and len(english) / rate > 0.8 and len(chinese) / rate > 0.8
+    assert not is_silent(english) and not is_silent(chinese)
+    assert sentences("Hello. How can I help? 好的。谢谢！") == ["Hello.", "How can I help?", "好的。", "谢谢！"]
+
+
+def test_replies_are_read_out_the_way_a_person_would():
+    from channels.voice.phone import speakable
+
+    text = speakable("text", {"text": "Order KF10296356: shipped, total ¥199.00."}, "en")
+    assert text == "Order K F 1 0 2 9 6 3 5 6: shipped, total 199.00 yuan."
+    assert speakable("text", {"text": "订单KF10296356：已发货"}, "zh") == "订单K F 1 0 2 9 6 3 5 6：已发货"
+    buttons = speakable("buttons", {"text": "Replacement or refund?", "buttons": [
+        {"title": "Replacement", "payload": "/x"}, {"title": "Refund", "payload": "/y"}]}, "en")
+    assert buttons == "Replacement or refund? You can say: Replacement, Refund"
+    cards = speakable("product_cards", {"products": [{"name": "Down jacket", "price_text": "¥599"}]}, "en")
+    assert cards == "I found: Down jacket 599 yuan"
+    assert speakable("order", {"order_id": "KF1"}, "en") is None  # its text reply says it
+
+
+def test_a_callers_number_is_masked_for_logs():
+    from assistant.privacy import mask_phone
+
+    assert mask_phone("+86 139-1234-5678") == "+*********5678"
+    assert mask_phone("13912345678") == "*******5678"
+    assert mask_phone("") == "-"

@@ -310,6 +310,7 @@ class Conversation(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     handoff: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    caller_phone: Mapped[str | None] = mapped_column(String(32))  # phone calls: the caller's number, for agents
 
 
 class TranscriptMessage(Base):

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,17 +73,21 @@ class VoiceService:
             self._hotwords[language] = list(dict.fromkeys(names))[:HOTWORDS]
         return self._hotwords[language]
 
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """16 kHz float samples to text, biased toward the catalog's product names."""
+        try:
+            with self._lock:
+                return self.transcriber.transcribe(samples, hotwords={lang: self.hotwords(lang) for lang in LANGUAGES})
+        except (OSError, ValueError, RuntimeError) as error:
+            log.warning("transcription failed: %s", type(error).__name__)
+            raise AudioError("unavailable", "speech recognition is not available") from error
+
     def accept(self, data: bytes, conversation_id: str) -> AcceptedVoice:
         """Check, store and transcribe one voice message; raises ``AudioError`` when refused."""
         clip = decode(data, self.limits)
         if is_silent(clip.samples):
             raise AudioError("silent", f"{clip.seconds:.1f} s without any sound")
-        try:
-            with self._lock:
-                transcript = self.transcriber.transcribe(clip.samples, hotwords={lang: self.hotwords(lang) for lang in LANGUAGES})
-        except (OSError, ValueError, RuntimeError) as error:
-            log.warning("transcription failed: %s", type(error).__name__)
-            raise AudioError("unavailable", "speech recognition is not available") from error
+        transcript = self.transcribe(clip.samples)
         if not transcript.text.strip(" .,。，!?！？…-"):
             raise AudioError("no_speech", f"nothing could be made out in {clip.seconds:.1f} s")
         clip_id = secrets.token_urlsafe(18)

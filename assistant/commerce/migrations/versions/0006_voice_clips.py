@@ -1,4 +1,4 @@
-"""shoppers' voice messages
+"""shoppers' voice messages; a phone call's conversation knows the caller's number
 
 Revision ID: 0006
 Revises: 0005
@@ -34,8 +34,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_voice_clips_conversation', 'voice_clips', ['conversation_id'], unique=False)
+    with op.batch_alter_table('conversations') as batch:
+        batch.add_column(sa.Column('caller_phone', sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('conversations') as batch:
+        batch.drop_column('caller_phone')
     op.drop_index('ix_voice_clips_conversation', table_name='voice_clips')
     op.drop_table('voice_clips')
