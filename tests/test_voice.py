@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from channels.voice.audio import SAMPLE_RATE, AudioError, AudioLimits, decode, is_silent, sniff, to_wav
-from channels.voice.transcriber import (FasterWhisper, OpenAIWhisper, Transcript, pick_language, prompt,
-                                        to_simplified)
+from channels.voice.transcriber import FasterWhisper, OpenAIWhisper, Transcript, pick_language, prompt, to_simplified
 from tests.voice_audio import convert, speak
 
 SENTENCE = "Where is my order? I bought a linen shirt last week."

@@ -39,8 +39,15 @@ from assistant.privacy import mask_phone
 from channels.rasa_client import RasaUnavailable
 from channels.voice.audio import SAMPLE_RATE, AudioError, is_silent
 from channels.voice.speech import Speaker, sentences
-from channels.voice.telephony import FRAME_MS, FRAME_SAMPLES, PHONE_RATE, TurnDetector, resample, ulaw_decode, \
-    ulaw_encode
+from channels.voice.telephony import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    PHONE_RATE,
+    TurnDetector,
+    resample,
+    ulaw_decode,
+    ulaw_encode,
+)
 
 log = logging.getLogger("kefu.gateway.phone")
 
@@ -146,7 +153,7 @@ class PhoneCall:
                 await self.turns.put(None)
                 try:
                     await asyncio.wait_for(self.worker, timeout=5)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
+                except (TimeoutError, asyncio.CancelledError):
                     self.worker.cancel()
             log.info("call ended conversation=%s", self.state.conversation_id)
 
@@ -187,13 +194,15 @@ class PhoneCall:
         if params.get("language") in ("zh", "en"):
             self.state.language = params["language"]
         media_format = start.get("mediaFormat") or {}
-        if media_format and (media_format.get("encoding") != "audio/x-mulaw" or media_format.get("sampleRate") != PHONE_RATE):
+        if media_format and (media_format.get("encoding"), media_format.get("sampleRate")) != ("audio/x-mulaw",
+                                                                                                 PHONE_RATE):
             log.warning("phone: unexpected media format %s; treating it as 8 kHz μ-law", media_format)
         self.state.conversation_id, _ = await to_thread.run_sync(
             lambda: self.hub.store.open(None, self.state.language, channel="phone", caller_phone=self.state.caller))
         self.state.started = True
         self.worker = asyncio.create_task(self.work())
-        log.info("call started conversation=%s caller=%s", self.state.conversation_id, mask_phone(self.state.caller or ""))
+        log.info("call started conversation=%s caller=%s", self.state.conversation_id,
+                 mask_phone(self.state.caller or ""))
         await self.speak_and_store(say("greeting", self.state.language), self.state.language)
 
     async def media(self, media: dict[str, Any]) -> None:

@@ -35,11 +35,12 @@ class Espeak:
     def speak(self, text: str, language: str) -> tuple[np.ndarray, int]:
         try:
             result = subprocess.run([self.binary, "-v", VOICES.get(language, "en-us"), "-s", str(self.speed_wpm),
-                                     "--stdout"], input=text.encode(), capture_output=True, timeout=20)
+                                     "--stdout"], input=text.encode(), capture_output=True, timeout=20, check=False)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise RuntimeError(f"espeak-ng could not speak: {error}; install it (apt-get install espeak-ng)") from error
         if result.returncode != 0 or not result.stdout:
-            raise RuntimeError(f"espeak-ng failed ({result.returncode}): {result.stderr.decode(errors='replace')[:200]}")
+            reason = result.stderr.decode(errors="replace")[:200]
+            raise RuntimeError(f"espeak-ng failed ({result.returncode}): {reason}")
         clip = decode(result.stdout)  # to 16 kHz mono
         return clip.samples, 16_000
 

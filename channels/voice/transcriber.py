@@ -18,10 +18,11 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -31,6 +32,7 @@ log = logging.getLogger("kefu.voice")
 LANGUAGES = ("zh", "en")
 PROMPT_CHARS = 300  # Whisper's prompt holds 224 tokens; product names beyond this are left out
 PACKAGED = ("base", "tiny.en")
+Hotwords = Mapping[str, Sequence[str]]  # words to spell the shop's way, by language
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class Transcriber(Protocol):
     def warm_up(self) -> None:
         """Load the weights (slow); ``transcribe`` calls it when nobody did."""
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, hotwords: Mapping[str, Sequence[str]] | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, language: str | None = None,
+                   hotwords: Hotwords | None = None) -> Transcript:
         """``audio``: float32 mono at 16 kHz. ``language``: "zh", "en" or None to detect.
         ``hotwords``: words to spell the shop's way, by language (product names)."""
 
@@ -127,7 +130,8 @@ class FasterWhisper:
         self.warm_up()
         return not self._model.model.is_multilingual  # type: ignore[union-attr]
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, hotwords: Mapping[str, Sequence[str]] | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, language: str | None = None,
+                   hotwords: Hotwords | None = None) -> Transcript:
         self.warm_up()
         model = self._model
         assert model is not None
@@ -228,7 +232,8 @@ class OpenAIWhisper:
         self.warm_up()
         return not self._model.is_multilingual  # type: ignore[union-attr]
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, hotwords: Mapping[str, Sequence[str]] | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, language: str | None = None,
+                   hotwords: Hotwords | None = None) -> Transcript:
         import whisper
 
         self.warm_up()
@@ -243,7 +248,8 @@ class OpenAIWhisper:
             _, probabilities = model.detect_language(mel)
             language, probability = pick_language(probabilities, False)
         result = model.transcribe(audio, language=language, beam_size=self.beam_size, temperature=0.0, fp16=False,
-                                  condition_on_previous_text=False, initial_prompt=prompt(language, (hotwords or {}).get(language, ())),
+                                  condition_on_previous_text=False,
+                                  initial_prompt=prompt(language, (hotwords or {}).get(language, ())),
                                   without_timestamps=True, verbose=None)
         text = str(result["text"]).strip()
         if language == "zh":
