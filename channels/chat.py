@@ -122,6 +122,9 @@ class ChatSession:
         except (binascii.Error, ValueError):
             return await self.error("audio_invalid_base64")
         settings = self.hub.settings
+        sent = await to_thread.run_sync(self.hub.store.sent, self.conversation_id, message.client_id)
+        if sent is not None:  # resent after a reconnect: answered from the transcript, not heard twice
+            return await self.turn(sent.body.get("text", ""), sent.body, sent.type, message.client_id)
         await self.ws.send_json({"type": "typing", "id": new_id("t"), "sender": "system", "stage": "transcribing",
                                  "seq": await to_thread.run_sync(self.hub.store.last_seq, self.conversation_id)})
         try:

@@ -63,6 +63,13 @@ class TranscriptStore:
             session.commit()
             return Stored(message.id, seq, sender, type_, body)
 
+    def sent(self, conversation_id: str, client_id: str) -> Stored | None:
+        """The shopper's message with this client id, when it has been stored already."""
+        with self.sessions() as session:
+            row = session.scalar(select(TranscriptMessage).where(
+                TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.client_id == client_id))
+            return Stored(row.id, row.seq, row.sender, row.type, row.body, True) if row else None
+
     def since(self, conversation_id: str, last_seq: int) -> list[Stored]:
         with self.sessions() as session:
             rows = session.scalars(select(TranscriptMessage).where(

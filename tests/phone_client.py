@@ -82,6 +82,17 @@ class Caller:
         with self.lock:
             self.outgoing.extend(frames)
 
+    def press(self, keys: str) -> None:
+        """Keypad digits, as Twilio reports them (one ``dtmf`` event per key)."""
+        for key in keys:
+            self._send({"event": "dtmf", "streamSid": self.stream_sid, "dtmf": {"track": "inbound_track", "digit": key}})
+            time.sleep(0.15)
+
+    def discard(self) -> None:
+        """Forget the bot audio received so far (what the next ``listen`` hears starts after)."""
+        with self.lock:
+            self.received = []
+
     def send_raw(self, message: dict) -> None:
         self._send(message)
 

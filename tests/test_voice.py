@@ -85,6 +85,15 @@ def test_chinese_comes_back_in_simplified_characters():
     assert to_simplified("where is my order") == "where is my order"
 
 
+def test_digits_read_out_one_by_one_become_a_number():
+    from channels.voice.transcriber import join_spoken_digits
+
+    assert join_spoken_digits("The last four digits are five, six, seven, eight.") == "The last four digits are 5678."
+    assert join_spoken_digits("1, 7, 4, 4") == "1744" and join_spoken_digits("zero-two-nine-one") == "0291"
+    assert join_spoken_digits("I want two of these for 3 people") == "I want two of these for 3 people"
+    assert join_spoken_digits("order KF10296356") == "order KF10296356"
+
+
 def test_only_chinese_or_english_is_chosen():
     assert pick_language({"zh": 0.2, "en": 0.1, "th": 0.6}, False) == ("zh", pytest.approx(2 / 3))
     assert pick_language({"ja": 0.9, "en": 0.06, "zh": 0.04}, False)[0] == "en"
@@ -94,9 +103,10 @@ def test_only_chinese_or_english_is_chosen():
 def test_the_prompt_names_the_shops_products_within_whispers_budget():
     names = [f"Product number {i}" for i in range(100)]
     text = prompt("en", names)
-    assert text is not None and text.startswith("A shopper asks about Product number 0, ")
+    assert text is not None and text.startswith("A shopper reads out an order number (KF and 8 digits) or "
+                                                "phone digits, or asks about products: Product number 0, ")
     assert len(text) <= 300 and "Product number 99" not in text
-    assert prompt("zh", ["亚麻衬衫", "保温杯"]) == "顾客咨询：亚麻衬衫，保温杯。"
+    assert prompt("zh", ["亚麻衬衫", "保温杯"]) == "顾客报订单号（KF加8位数字）、手机尾号，或咨询商品：亚麻衬衫，保温杯。"
     assert prompt("en", []) is None
 
 
@@ -211,8 +221,9 @@ def test_replies_are_read_out_the_way_a_person_would():
     from channels.voice.phone import speakable
 
     text = speakable("text", {"text": "Order KF10296356: shipped, total ¥199.00."}, "en")
-    assert text == "Order K F 1 0 2 9 6 3 5 6: shipped, total 199.00 yuan."
-    assert speakable("text", {"text": "订单KF10296356：已发货"}, "zh") == "订单K F 1 0 2 9 6 3 5 6：已发货"
+    assert text == "Order K F, 1 0 2 9, 6 3 5 6: shipped, total 199.00 yuan."
+    assert speakable("text", {"text": "订单KF10296356：已发货"}, "zh") == "订单K F, 1 0 2 9, 6 3 5 6：已发货"
+    assert speakable("text", {"text": "SF895822569267"}, "en") == "S F, 8 9 5 8, 2 2 5 6, 9 2 6 7"
     buttons = speakable("buttons", {"text": "Replacement or refund?", "buttons": [
         {"title": "Replacement", "payload": "/x"}, {"title": "Refund", "payload": "/y"}]}, "en")
     assert buttons == "Replacement or refund? You can say: Replacement, Refund"

@@ -15,8 +15,7 @@ from assistant.commerce.db import session_factory
 from assistant.commerce.models import TranscriptMessage, VoiceClip
 from channels.voice.audio import SAMPLE_RATE, to_wav
 from tests.chat_client import ChatClient, of_type, texts
-from tests.test_chat_e2e import an_order
-from tests.voice_audio import convert, speak
+from tests.voice_audio import convert, read_out, speak, spoken_order
 
 pytestmark = pytest.mark.e2e
 
@@ -27,10 +26,10 @@ def spelled(order_no: str) -> str:
 
 
 def test_a_spoken_order_question_is_transcribed_and_answered(stack):
-    own, digits = an_order(stack, "shipped")
+    own, digits = spoken_order(stack)
     chat = ChatClient(stack.ws_url, "en")
     question = convert(speak("Where is my order?"), "webm")  # what Chrome's MediaRecorder sends
-    replies = chat.voice(question, "audio/webm;codecs=opus")
+    replies = chat.voice(question, "audio/webm;codecs=opus", client_id="voice-1")
     heard = replies[0]
     assert heard["type"] == "voice" and heard["sender"] == "shopper", heard
     assert "where is my order" in heard["text"].lower() and heard["language"] == "en", heard
@@ -39,9 +38,12 @@ def test_a_spoken_order_question_is_transcribed_and_answered(stack):
 
     replies = chat.voice(speak(f"My order number is {spelled(own)}.", speed=130))
     assert "last 4 digits" in texts(replies), (replies[0]["text"], texts(replies))
-    replies = chat.voice(speak(" ".join(digits), speed=120))
+    replies = chat.voice(speak(read_out(digits), speed=130))
     orders = of_type(replies, "order")
     assert orders and orders[0]["order_id"] == own, (replies[0]["text"], texts(replies))
+
+    again = chat.voice(question, "audio/webm;codecs=opus", client_id="voice-1")  # resent after a reconnect
+    assert again[0]["id"] == heard["id"] and "order number" in texts(again)  # replayed, not heard twice
 
     played = httpx.get(stack.gateway + heard["audio_url"])
     assert played.status_code == 200 and played.content == question

@@ -8,7 +8,8 @@ Caller -> kefu (JSON text frames):
    "sampleRate": 8000, "channels": 1}, "customParameters": {"from"?: "+86...", "language"?: "zh"|"en"}}}
   {"event": "media", "streamSid", "media": {"track": "inbound", "payload": base64 8 kHz μ-law}}
   {"event": "mark", "streamSid", "mark": {"name"}}   a mark we sent has been played (or cleared)
-  {"event": "dtmf", ...}, {"event": "stop", ...}
+  {"event": "dtmf", "dtmf": {"digit"}}                keypad digits, ended by "#" or a 2 s pause
+  {"event": "stop", ...}
 kefu -> caller: {"event": "media", "streamSid", "media": {"payload"}}, {"event": "mark", "streamSid",
   "mark": {"name"}} after each spoken message, and {"event": "clear", "streamSid"} when the caller
   talks over the bot (barge-in: what is still buffered is dropped).
@@ -72,9 +73,14 @@ _YUAN = re.compile(r"[¥￥]\s*(\d+(?:\.\d+)?)")
 
 
 def spell_numbers(text: str) -> str:
-    """Order and tracking numbers read out digit by digit, the way a person reads them on the phone:
-    "KF10296356" -> "K F 1 0 2 9 6 3 5 6" (not "ten million ...")."""
-    return _LONG_NUMBER.sub(lambda m: " ".join(m.group(1).upper() + m.group(2)), text)
+    """Order and tracking numbers read out the way a person reads them on the phone, letter by
+    letter and digits in groups of four with a pause between groups:
+    "KF10296356" -> "K F, 1 0 2 9, 6 3 5 6" (not "ten million ...")."""
+    def spell(match: re.Match[str]) -> str:
+        letters, digits = match.group(1).upper(), match.group(2)
+        groups = [" ".join(digits[i:i + 4]) for i in range(0, len(digits), 4)]
+        return ", ".join(([" ".join(letters)] if letters else []) + groups)
+    return _LONG_NUMBER.sub(spell, text)
 
 
 def for_the_ear(text: str, language: str) -> str:
@@ -123,6 +129,7 @@ class PhoneCall:
 
     SILENCE_REPROMPT_MS = 8_000  # the caller said nothing for this long after the bot finished
     MAX_REPROMPTS = 2
+    KEYPAD_PAUSE_MS = 2_000  # keypad digits end with "#" or this long without another key
 
     def __init__(self, hub: Any, websocket: WebSocket, speaker: Speaker) -> None:
         self.hub = hub  # channels.chat.ChatHub
@@ -131,11 +138,14 @@ class PhoneCall:
         self.state = CallState(language=hub.settings.phone_language)
         self.detector = TurnDetector()
         self.buffer = bytearray()
-        self.turns: asyncio.Queue[np.ndarray | str | None] = asyncio.Queue()
+        # a turn of speech, ("keypad", digits), the key of something to say, or None: the call ended
+        self.turns: asyncio.Queue[np.ndarray | tuple[str, str] | str | None] = asyncio.Queue()
         self.worker: asyncio.Task | None = None
         self.send_lock = asyncio.Lock()
         self.mark_counter = 0
         self.barge_ins = 0  # what is being spoken stops when this changes
+        self.keys = ""  # keypad digits not yet sent (ended by "#" or a pause)
+        self.keys_quiet_frames = 0
 
     # ---- the socket
 
@@ -175,6 +185,15 @@ class PhoneCall:
             self.state.marks.discard(str(name))
             if not self.state.marks:
                 self.state.quiet_frames = 0  # the silence timer starts when the bot has finished
+        elif kind == "dtmf" and self.state.started:
+            digit = str((event.get("dtmf") or {}).get("digit", ""))
+            if digit == "#" and self.keys:
+                await self.turns.put(("keypad", self.keys))
+                self.keys = ""
+            elif digit.isdigit() and len(digit) == 1 and len(self.keys) < 32:
+                self.keys += digit
+                self.keys_quiet_frames = 0
+                self.state.quiet_frames = 0
         elif kind == "stop":
             rest = self.detector.flush()
             if rest is not None:
@@ -222,6 +241,11 @@ class PhoneCall:
             await self.frame(ulaw_decode(chunk))
 
     async def frame(self, samples: np.ndarray) -> None:
+        if self.keys:
+            self.keys_quiet_frames += 1
+            if self.keys_quiet_frames * FRAME_MS >= self.KEYPAD_PAUSE_MS:
+                await self.turns.put(("keypad", self.keys))
+                self.keys = ""
         event = self.detector.push(samples)
         if isinstance(event, str):  # the caller started talking
             self.state.quiet_frames = 0
@@ -253,6 +277,8 @@ class PhoneCall:
             try:
                 if isinstance(item, str):
                     await self.speak_and_store(say(item, self.state.language), self.state.language)
+                elif isinstance(item, tuple):
+                    await self.keypad(item[1])
                 else:
                     await self.turn(item)
             except (RuntimeError, OSError) as error:
@@ -270,15 +296,26 @@ class PhoneCall:
                 return await self.speak_and_store(say("trouble", self.state.language), self.state.language)
         if transcript is None or not transcript.text.strip(" .,。，!?！？…-"):
             return await self.speak_and_store(say("not_heard", self.state.language), self.state.language)
+        self.state.language = transcript.language
+        body = {"text": transcript.text, "duration_s": round(len(samples8k) / PHONE_RATE, 1),
+                "language": transcript.language}
+        await self.answer(transcript.text.lstrip("/"), "voice", body)
+
+    async def keypad(self, digits: str) -> None:
+        """Digits the caller typed on the keypad (DTMF): a turn like spoken words, and the
+        reliable way to give the last digits of a phone on a noisy line."""
+        await self.answer(digits, "text", {"text": digits, "keypad": True, "language": self.state.language})
+
+    async def answer(self, text: str, type_: str, body: dict[str, Any]) -> None:
+        conversation_id = self.state.conversation_id
+        assert conversation_id is not None
         self.state.reprompts = 0
-        language = transcript.language
-        self.state.language = language
-        body = {"text": transcript.text, "duration_s": round(len(samples8k) / PHONE_RATE, 1), "language": language}
+        language = self.state.language
         async with self.hub.lock(conversation_id):
-            await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", "voice", body)
+            await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body)
             metadata = {"language": language, "channel": "phone"}
             try:
-                replies = await self.hub.rasa.send(conversation_id, transcript.text.lstrip("/"), metadata)
+                replies = await self.hub.rasa.send(conversation_id, text, metadata)
             except RasaUnavailable:
                 return await self.speak_and_store(say("trouble", language), language)
             spoken = []

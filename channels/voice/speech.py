@@ -27,7 +27,7 @@ class Speaker(Protocol):
 
 
 class Espeak:
-    def __init__(self, speed_wpm: int = 165, binary: str | None = None) -> None:
+    def __init__(self, speed_wpm: int = 145, binary: str | None = None) -> None:  # unhurried: phone lines blur
         self.binary = binary or shutil.which("espeak-ng") or "espeak-ng"
         self.speed_wpm = speed_wpm
         self.name = "espeak-ng"

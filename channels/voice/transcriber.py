@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -76,12 +77,32 @@ def to_simplified(text: str) -> str:
     return _t2s().convert(text)
 
 
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "to": "2", "too": "2", "three": "3",
+                "four": "4", "for": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|\d)"
+_DIGIT_RUN = re.compile(rf"\b{_WORD}(?:[\s,.-]+{_WORD}){{2,}}\b", re.IGNORECASE)
+_NUMBERISH = re.compile(r"\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|\d)\b", re.IGNORECASE)
+
+
+def join_spoken_digits(text: str) -> str:
+    """Digits read out one by one become a number: "five six seven eight" and "5, 6, 7, 8" -> "5678",
+    the way a shopper would have typed the last digits of a phone or an order number."""
+    def join(match: re.Match[str]) -> str:
+        parts = re.split(r"[\s,.-]+", match.group(0).strip(" ,.-"))
+        if not all(_NUMBERISH.fullmatch(p) for p in parts) or any(len(p) > 1 and p.isdigit() for p in parts):
+            return match.group(0)
+        return "".join(_DIGIT_WORDS.get(p.lower(), p) for p in parts)
+    return _DIGIT_RUN.sub(join, text)
+
+
 def prompt(language: str, hotwords: Sequence[str]) -> str | None:
     """An initial prompt that reads like a shop conversation and names the shop's products, so
-    Whisper spells them the way the catalog does."""
+    Whisper spells them the way the catalog does; it mentions order numbers and phone digits (with
+    no example number: Whisper copies the digits of an example into what it hears)."""
     if not hotwords:
         return None
-    lead = "顾客咨询：" if language == "zh" else "A shopper asks about "
+    lead = "顾客报订单号（KF加8位数字）、手机尾号，或咨询商品：" if language == "zh" else \
+        "A shopper reads out an order number (KF and 8 digits) or phone digits, or asks about products: "
     text = lead
     for word in hotwords:
         if len(text) + len(word) + 2 > PROMPT_CHARS:
@@ -147,7 +168,7 @@ class FasterWhisper:
             condition_on_previous_text=False, initial_prompt=prompt(language, (hotwords or {}).get(language, ())),
             vad_filter=True, vad_parameters={"min_silence_duration_ms": 500},
             without_timestamps=True, max_new_tokens=200)
-        text = "".join(segment.text for segment in segments).strip()
+        text = join_spoken_digits("".join(segment.text for segment in segments).strip())
         if language == "zh":
             text = to_simplified(text)
         return Transcript(text, language, round(probability, 4), len(audio) / SAMPLE_RATE,
@@ -251,7 +272,7 @@ class OpenAIWhisper:
                                   condition_on_previous_text=False,
                                   initial_prompt=prompt(language, (hotwords or {}).get(language, ())),
                                   without_timestamps=True, verbose=None)
-        text = str(result["text"]).strip()
+        text = join_spoken_digits(str(result["text"]).strip())
         if language == "zh":
             text = to_simplified(text)
         return Transcript(text, language, round(probability, 4), len(audio) / SAMPLE_RATE,
