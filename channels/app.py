@@ -21,6 +21,9 @@ from channels.chat import ChatHub, ChatSession
 from channels.photos import PhotoService
 from channels.rasa_client import RasaClient
 from channels.transcripts import TranscriptStore
+from channels.voice.phone import PhoneCall
+from channels.voice.service import VoiceService
+from channels.voice.speech import Espeak
 from knowledge_base import api as kb_api
 
 STATIC = Path(__file__).with_name("static")
@@ -30,11 +33,14 @@ _PHOTO_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 def create_app(settings: Settings) -> FastAPI:
     sessions = session_factory(settings.db_url)
     photos = PhotoService(settings, sessions)
-    hub = ChatHub(settings, TranscriptStore(sessions), RasaClient(settings.rasa_url, settings.rasa_timeout_s), photos)
+    voice = VoiceService(settings, sessions)
+    hub = ChatHub(settings, TranscriptStore(sessions), RasaClient(settings.rasa_url, settings.rasa_timeout_s), photos,
+                  voice)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         photos.start_loading()
+        voice.start_loading()
         yield
         await hub.rasa.aclose()
 
@@ -98,6 +104,18 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400",
                                                               "X-Content-Type-Options": "nosniff"})
 
+    @app.get("/audio/{clip_id}")
+    async def audio(clip_id: str) -> Response:
+        """A shopper's voice message, by its unguessable id: the conversation plays it back."""
+        if not _PHOTO_ID.fullmatch(clip_id):
+            return JSONResponse({"error": "no such voice message"}, status_code=404)
+        found = await to_thread.run_sync(voice.read, clip_id)
+        if found is None:
+            return JSONResponse({"error": "no such voice message"}, status_code=404)
+        data, media_type = found
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400",
+                                                              "X-Content-Type-Options": "nosniff"})
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -105,5 +123,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.websocket("/ws/chat")
     async def chat(websocket: WebSocket) -> None:
         await ChatSession(hub, websocket).run()
+
+    speaker = Espeak()
+
+    @app.websocket("/ws/voice")
+    async def phone(websocket: WebSocket) -> None:
+        """A phone call over the Twilio Media Streams protocol (channels/voice/phone.py)."""
+        await PhoneCall(hub, websocket, speaker).run()
 
     return app

@@ -20,9 +20,10 @@ from channels import protocol
 from channels.photos import PhotoError, PhotoService
 from channels.rasa_client import RasaClient, RasaUnavailable
 from channels.transcripts import Stored, TranscriptStore, new_id
+from channels.voice.service import AudioError, VoiceService
 
 log = logging.getLogger("kefu.gateway.chat")
-_IMAGE_FRAME = re.compile(r'\s*\{\s*"type"\s*:\s*"image"')
+_MEDIA_FRAME = re.compile(r'\s*\{\s*"type"\s*:\s*"(image|audio)"')
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ChatHub:
     store: TranscriptStore
     rasa: RasaClient
     photos: PhotoService
+    voice: VoiceService
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, conversation_id: str) -> asyncio.Lock:
@@ -59,11 +61,14 @@ class ChatSession:
     async def handle_frame(self, frame: str) -> None:
         size = len(frame.encode())
         settings = self.hub.settings
-        if size > settings.max_frame_bytes:  # only a photo may be bigger, up to its own limit
-            if not _IMAGE_FRAME.match(frame[:200]):
+        if size > settings.max_frame_bytes:  # only a photo or a voice message may be bigger, up to its own limit
+            media = _MEDIA_FRAME.match(frame[:200])
+            if not media:
                 return await self.error("frame_too_large")
-            if size > settings.max_photo_bytes * 4 // 3 + 4096:
-                return await self.error("photo_too_large", limit_mb=settings.max_photo_bytes // (1024 * 1024))
+            limit = settings.max_photo_bytes if media.group(1) == "image" else settings.max_audio_bytes
+            if size > limit * 4 // 3 + 4096:
+                code = "photo_too_large" if media.group(1) == "image" else "audio_too_large"
+                return await self.error(code, limit_mb=limit // (1024 * 1024))
         try:
             raw = json.loads(frame)
         except json.JSONDecodeError:
@@ -82,8 +87,8 @@ class ChatSession:
             return await self.start(message)
         if self.conversation_id is None:
             return await self.error("not_started")
-        if isinstance(message, protocol.Media):
-            return await self.error("media_unsupported")
+        if isinstance(message, protocol.AudioMessage):
+            return await self.voice(message)
         if isinstance(message, protocol.ImageMessage):
             return await self.photo(message)
         if isinstance(message, protocol.Text):
@@ -108,6 +113,29 @@ class ChatSession:
         body = {"photo_id": accepted.id, "url": accepted.url, "width": accepted.width, "height": accepted.height}
         await self.turn("/report_defect" + json.dumps(accepted.entities()), body, "image", message.client_id)
 
+    async def voice(self, message: protocol.AudioMessage) -> None:
+        """Transcribe a voice message, show the shopper what was heard (with the recording), and
+        answer it like typed text, in the language it was spoken in."""
+        data = message.data.split(",", 1)[1] if message.data.startswith("data:") else message.data
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return await self.error("audio_invalid_base64")
+        settings = self.hub.settings
+        sent = await to_thread.run_sync(self.hub.store.sent, self.conversation_id, message.client_id)
+        if sent is not None:  # resent after a reconnect: answered from the transcript, not heard twice
+            return await self.turn(sent.body.get("text", ""), sent.body, sent.type, message.client_id)
+        await self.ws.send_json({"type": "typing", "id": new_id("t"), "sender": "system", "stage": "transcribing",
+                                 "seq": await to_thread.run_sync(self.hub.store.last_seq, self.conversation_id)})
+        try:
+            accepted = await to_thread.run_sync(self.hub.voice.accept, raw, self.conversation_id)
+        except AudioError as error:
+            return await self.error(f"audio_{error.code}", limit_mb=settings.max_audio_bytes // (1024 * 1024),
+                                    limit_s=round(settings.max_audio_seconds))
+        # a transcript is speech, never a button: a leading slash would read as an intent to Rasa
+        text = accepted.transcript.text.lstrip("/").strip()
+        await self.turn(text, accepted.body(), "voice", message.client_id, language=accepted.transcript.language)
+
     async def start(self, message: protocol.Hello | protocol.Resume) -> None:
         requested = message.conversation_id if isinstance(message, protocol.Resume) else None
         self.language = message.language or self.language
@@ -124,7 +152,8 @@ class ChatSession:
             await self.ws.send_json(stored.wire())
         log.info("conversation %s %s", conversation_id, "resumed" if existed else "started")
 
-    async def turn(self, text_for_rasa: str, body: dict[str, Any], type_: str, client_id: str) -> None:
+    async def turn(self, text_for_rasa: str, body: dict[str, Any], type_: str, client_id: str,
+                   language: str | None = None) -> None:
         conversation_id = self.conversation_id
         assert conversation_id is not None
         async with self.hub.lock(conversation_id):
@@ -137,7 +166,7 @@ class ChatSession:
                         await self.ws.send_json(stored.wire())
                     return
             await self.ws.send_json({"type": "typing", "id": new_id("t"), "seq": shopper.seq, "sender": "bot"})
-            metadata = {"language": self.language, "channel": "widget"}
+            metadata = {"language": language or self.language, "channel": "widget"}
             if self.customer_token:
                 metadata["customer_token"] = self.customer_token
             try:

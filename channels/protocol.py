@@ -6,11 +6,12 @@ Client -> server (JSON text frames):
   {"type": "text",     "text": str (1-2000 chars), "client_id": str}
   {"type": "postback", "payload": "/intent{...}", "title": str, "client_id": str}
   {"type": "image",    "data": base64 JPEG/PNG/WebP, "client_id": str}            a photo (checked, classified)
-  {"type": "audio", ...}                                                         (answered: not supported yet)
+  {"type": "audio",    "data": base64 WebM/Ogg/MP4/WAV/..., "client_id": str}     a voice message (<= 60 s), transcribed
 
 Server -> client: every message has "id", "seq" (per conversation, increasing; a message is
 stored before it is sent), "type" and "sender" ("shopper" | "bot" | "system"). Types: welcome,
-text, image (the shopper's photo: photo_id, url), buttons, product_cards, coupon, checkout, order, stock, return, citations, unanswered,
+text, image (the shopper's photo: photo_id, url), voice (the shopper's voice message: text heard, audio_url,
+duration_s, language), buttons, product_cards, coupon, checkout, order, stock, return, citations, unanswered,
 handoff, error; and "typing", which is not stored and repeats the last seq.
 """
 
@@ -61,12 +62,14 @@ class ImageMessage(_Message):
     name: str = Field("", max_length=200)  # the file name, never trusted for the type
 
 
-class Media(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class AudioMessage(_Message):
     type: Literal["audio"]
+    data: str  # base64 (a data: URL prefix is accepted); the format is sniffed from the bytes
+    client_id: str = Field(min_length=1, max_length=64)
+    mime: str = Field("", max_length=100)  # what the recorder said it made; never trusted
 
 
-ClientMessage = Annotated[Hello | Resume | Text | Postback | ImageMessage | Media, Field(discriminator="type")]
+ClientMessage = Annotated[Hello | Resume | Text | Postback | ImageMessage | AudioMessage, Field(discriminator="type")]
 client_message = TypeAdapter(ClientMessage)
 CLIENT_TYPES = ("hello", "resume", "text", "postback", "image", "audio")
 
@@ -80,8 +83,20 @@ ERROR_TEXT: dict[str, tuple[str, str]] = {
                       "That message is too long (at most {limit} characters); please split it."),
     "not_started": ("请先建立会话。", "Please start the conversation first."),
     "unknown_conversation": ("会话已失效，已为您开始新的会话。", "That conversation has expired; a new one has started."),
-    "media_unsupported": ("暂时还不能处理语音，请用文字描述。",
-                          "Voice messages aren't supported yet; please type your message."),
+    "audio_invalid_base64": ("语音数据损坏，请重新录制。", "The voice message was damaged on the way; please record it again."),
+    "audio_empty": ("语音是空的，请按住麦克风按钮说话。", "That voice message was empty; hold the microphone button while you speak."),
+    "audio_too_large": ("语音文件太大了（最大{limit_mb}MB）。", "That voice message is too large (at most {limit_mb} MB)."),
+    "audio_unsupported_type": ("无法识别这种语音格式，请直接在网页里录音。",
+                               "That isn't a sound format I can play; please record in the chat window."),
+    "audio_corrupt": ("语音已损坏或不完整，请重新录制。", "That voice message is damaged or incomplete; please record it again."),
+    "audio_too_long": ("语音太长了（最多{limit_s}秒），请分几段说。",
+                       "That voice message is too long (at most {limit_s} seconds); please split it up."),
+    "audio_silent": ("抱歉，我没有听到声音，请靠近麦克风再说一次。",
+                     "Sorry, I could not hear anything; please speak closer to the microphone."),
+    "audio_no_speech": ("抱歉，我没有听清，请再说一次或直接打字。",
+                        "Sorry, I could not make that out; please say it again or type it."),
+    "audio_unavailable": ("语音识别暂时不可用，请打字告诉我。",
+                          "Voice recognition isn't available right now; please type your message."),
     "photo_invalid_base64": ("图片数据损坏，请重新发送。", "The photo's data was damaged on the way; please send it again."),
     "photo_empty": ("图片是空的，请重新选择一张照片。", "That photo was empty; please choose another one."),
     "photo_too_large": ("图片太大了（最大{limit_mb}MB），请压缩后再发。",

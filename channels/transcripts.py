@@ -35,12 +35,13 @@ class TranscriptStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def open(self, conversation_id: str | None, language: str) -> tuple[str, bool]:
+    def open(self, conversation_id: str | None, language: str, channel: str = "widget",
+             caller_phone: str | None = None) -> tuple[str, bool]:
         """(conversation id, existed). An unknown id starts a new conversation."""
         with self.sessions() as session:
             if conversation_id and session.get(Conversation, conversation_id) is not None:
                 return conversation_id, True
-            conversation = Conversation(id=new_id("c"), language=language)
+            conversation = Conversation(id=new_id("c"), language=language, channel=channel, caller_phone=caller_phone)
             session.add(conversation)
             session.commit()
             return conversation.id, False
@@ -61,6 +62,13 @@ class TranscriptStore:
             session.add(message)
             session.commit()
             return Stored(message.id, seq, sender, type_, body)
+
+    def sent(self, conversation_id: str, client_id: str) -> Stored | None:
+        """The shopper's message with this client id, when it has been stored already."""
+        with self.sessions() as session:
+            row = session.scalar(select(TranscriptMessage).where(
+                TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.client_id == client_id))
+            return Stored(row.id, row.seq, row.sender, row.type, row.body, True) if row else None
 
     def since(self, conversation_id: str, last_seq: int) -> list[Stored]:
         with self.sessions() as session:

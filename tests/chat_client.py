@@ -59,6 +59,19 @@ class ChatClient:
             return [first]
         return [first] + self._replies(settle)
 
+    def voice(self, data: bytes, mime: str = "audio/wav", settle: float = 2.5,
+              client_id: str | None = None) -> list[dict[str, Any]]:
+        """Send a voice message the way the widget does (base64 in an ``audio`` frame); an error
+        comes back alone, a transcript is followed by the bot's answer."""
+        import base64
+
+        self.ws.send(json.dumps({"type": "audio", "data": base64.b64encode(data).decode(), "mime": mime,
+                                 "client_id": client_id or f"a{next(_ids)}"}))
+        first = self.recv(timeout=120)
+        if first["type"] == "error":
+            return [first]
+        return [first] + self._replies(settle)
+
     def postback(self, payload: str, title: str = "") -> list[dict[str, Any]]:
         self.ws.send(json.dumps({"type": "postback", "payload": payload, "title": title,
                                  "client_id": f"p{next(_ids)}"}))

@@ -1,46 +1,18 @@
 """Shared fixtures. ``stack`` starts the real processes (NLU server, action server, Rasa,
-gateway) from the Procfile with honcho, on free ports, against a copy of the demo shop."""
+gateway...) from the Procfile with honcho, on free ports, against a copy of the demo shop
+(tests/stack.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from assistant.settings import PROJECT_ROOT, Settings
+from assistant.settings import PROJECT_ROOT
+from tests.stack import Stack, StackMissing, running_stack
 
 OUTPUT_DIR = PROJECT_ROOT / "test-output"
-STARTUP_TIMEOUT_S = 240  # Rasa loads TensorFlow and the model: about 30 s here, slower on a cold disk
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Stack:
-    settings: Settings
-    env: dict[str, str]
-    log_path: Path
-
-    @property
-    def gateway(self) -> str:
-        return self.settings.gateway_url
-
-    @property
-    def ws_url(self) -> str:
-        return self.gateway.replace("http", "ws", 1) + "/ws/chat"
 
 
 @pytest.fixture(scope="session")
@@ -51,69 +23,8 @@ def output_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterator[Stack]:
-    prepared = Settings()
-    source_db = prepared.var_dir / "kefu.db"
-    if not source_db.exists() or not any(prepared.rasa_model_dir.glob("*.tar.gz")):
-        pytest.fail("the demo shop and models are missing: run `make test` (it runs `kefu setup` first)")
-    work = tmp_path_factory.mktemp("stack")
-    shutil.copy(source_db, work / "kefu.db")
-    if (prepared.var_dir / "chroma").exists():  # the index `kefu setup` built; copied so tests can change it
-        shutil.copytree(prepared.var_dir / "chroma", work / "chroma")
-    ports = {name: free_port() for name in ("GATEWAY", "RASA", "ACTIONS", "NLU", "KB")}
-    env = {
-        **os.environ,
-        "KEFU_HOST": "127.0.0.1",
-        **{f"KEFU_{name}_PORT": str(port) for name, port in ports.items()},
-        "KEFU_VAR_DIR": str(prepared.var_dir),
-        "KEFU_DATABASE_URL": f"sqlite:///{work / 'kefu.db'}",
-        "KEFU_TRACKER_DB": str(work / "tracker.db"),
-        "KEFU_CHROMA_DIR": str(work / "chroma"),
-        "KEFU_SECRET_KEY": "test-secret-key",
-        "KEFU_ADMIN_TOKEN": "test-admin-token",
-        "KEFU_PRICING_INTERVAL_S": "86400",  # the engine re-prices at midnight, not in the middle of a test
-        "PYTHONWARNINGS": "ignore",
-    }
-    settings = Settings(_env_file=None, **{  # the same view of the configuration the processes have
-        "var_dir": prepared.var_dir, "database_url": env["KEFU_DATABASE_URL"], "secret_key": "test-secret-key",
-        "gateway_port": ports["GATEWAY"], "rasa_port": ports["RASA"], "actions_port": ports["ACTIONS"],
-        "nlu_port": ports["NLU"], "kb_port": ports["KB"], "chroma_dir": work / "chroma"})
-    log_path = output_dir / "stack.log"
-    log = log_path.open("w")
-    process = subprocess.Popen([str(PROJECT_ROOT / ".venv" / "bin" / "honcho"), "start", "-f", "Procfile"],
-                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
     try:
-        _wait_until_ready(settings, process, log_path)
-        yield Stack(settings, env, log_path)
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
-def _wait_until_ready(settings: Settings, process: subprocess.Popen, log_path: Path) -> None:
-    checks = {
-        "gateway": f"{settings.gateway_url}/health",
-        "nlu": f"http://127.0.0.1:{settings.nlu_port}/status",
-        "actions": f"http://127.0.0.1:{settings.actions_port}/health",
-        "rasa": f"{settings.rasa_url}/status",
-        "kb": f"{settings.kb_url}/health",
-    }
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    pending = dict(checks)
-    while pending:
-        if process.poll() is not None:
-            raise RuntimeError(f"the stack exited early; see {log_path}:\n{log_path.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not ready after {STARTUP_TIMEOUT_S}s: {sorted(pending)}; see {log_path}")
-        for name, url in list(pending.items()):
-            try:
-                response = httpx.get(url, timeout=2)
-                if response.status_code == 200 and (name != "rasa" or response.json().get("model_id")):
-                    del pending[name]
-            except httpx.HTTPError:
-                pass
-        time.sleep(1)
+        with running_stack(tmp_path_factory.mktemp("stack"), output_dir / "stack.log") as running:
+            yield running
+    except StackMissing as error:
+        pytest.fail(str(error))

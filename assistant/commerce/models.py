@@ -254,6 +254,27 @@ class ReturnRequest(Base):
     order: Mapped[Order] = relationship()
 
 
+class VoiceClip(Base):
+    """A shopper's voice message (the bytes as sent live at ``path`` under the audio directory)
+    and what Whisper heard; the transcript itself is the shopper's message in the conversation."""
+
+    __tablename__ = "voice_clips"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(255))
+    bytes: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    sha256: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    model: Mapped[str | None] = mapped_column(String(64))
+    transcribe_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_voice_clips_conversation", "conversation_id"),)
+
+
 class Photo(Base):
     """A shopper's photo (the metadata-free bytes live at ``path`` under the photos directory)
     and what the defect classifier saw on it."""
@@ -289,6 +310,7 @@ class Conversation(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     handoff: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    caller_phone: Mapped[str | None] = mapped_column(String(32))  # phone calls: the caller's number, for agents
 
 
 class TranscriptMessage(Base):

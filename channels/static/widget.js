@@ -7,6 +7,9 @@
   var CAMERA_ICON = '<svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" ' +
     'stroke="currentColor" stroke-width="2" stroke-linejoin="round"><path d="M4 8h3l2-3h6l2 3h3v11H4z"/>' +
     '<circle cx="12" cy="13" r="3.5"/></svg>';
+  var MIC_ICON = '<svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" ' +
+    'stroke="currentColor" stroke-width="2" stroke-linecap="round"><rect x="9" y="3" width="6" height="11" rx="3"/>' +
+    '<path d="M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21"/></svg>';
   var script = document.currentScript;
   var origin = new URL(script.src, location.href).origin;
   var lang = script.dataset.lang === "en" ? "en" : "zh";
@@ -17,13 +20,18 @@
          online: "在线", offline: "重新连接中…", coupon: "优惠券", expires: "有效期至", checkout: "去结算",
          total: "实付", saved: "已优惠", stock: "库存", soldout: "缺货", order: "订单", handoff: "已为您转接人工客服",
          min: "满", off: "减", source: "来源", photo: "发送照片", sentPhoto: "您发送的照片", rma: "售后单", replacement: "换新",
-         refund: "退款", "return": "退货", tooBig: "照片太大了，正在压缩…"},
+         refund: "退款", "return": "退货", tooBig: "照片太大了，正在压缩…", hold: "按住说话", release: "松开发送，移开取消",
+         tooShort: "说话时间太短", cancelled: "已取消发送", noMic: "这个浏览器不能录音，请打字", micDenied: "没有麦克风权限，请打字或在浏览器设置里允许",
+         transcribing: "正在识别语音…", voice: "语音", play: "播放语音"},
     en: {title: "Customer service", placeholder: "Type a message…", send: "Send", open: "Chat", typing: "typing…",
          online: "online", offline: "reconnecting…", coupon: "Coupon", expires: "Expires", checkout: "Checkout",
          total: "Total", saved: "Saved", stock: "In stock", soldout: "Sold out", order: "Order",
          handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source",
          photo: "Send a photo", sentPhoto: "Your photo", rma: "Return", replacement: "Replacement", refund: "Refund", "return": "Return",
-         tooBig: "That photo is large; shrinking it…"}
+         tooBig: "That photo is large; shrinking it…", hold: "Hold to talk", release: "Release to send, slide away to cancel",
+         tooShort: "That was too short", cancelled: "Voice message cancelled", noMic: "This browser cannot record; please type",
+         micDenied: "No microphone permission; please type, or allow it in the browser settings",
+         transcribing: "Listening to your voice message…", voice: "Voice", play: "Play voice message"}
   }[lang];
 
   // the conversation id survives page loads; last_seq counts what this page has rendered, so a
@@ -68,7 +76,12 @@
     file.value = "";
     if (chosen) sendPhoto(chosen);
   });
-  row.appendChild(attach); row.appendChild(file); row.appendChild(input); row.appendChild(send);
+  // hold to talk: press, speak, release to send (release away from the button to cancel)
+  var mic = el("button", "kefu-mic"); mic.innerHTML = MIC_ICON; mic.type = "button"; mic.title = UI.hold;
+  mic.setAttribute("aria-label", UI.hold);
+  var recording = el("div", "kefu-recording"); recording.setAttribute("aria-live", "assertive");
+  row.appendChild(attach); row.appendChild(file); row.appendChild(mic); row.appendChild(input); row.appendChild(send);
+  row.appendChild(recording);
   panel.appendChild(header); panel.appendChild(log); panel.appendChild(quick); panel.appendChild(row);
   var launcher = el("button", "kefu-launcher", UI.open); launcher.id = "kefu-launcher";
   root.appendChild(panel); root.appendChild(launcher);
@@ -105,6 +118,65 @@
     };
     img.src = URL.createObjectURL(blob);
   }
+
+  // ---- voice messages (MediaRecorder: WebM/Opus in Chrome, Ogg in Firefox, MP4 in Safari)
+  var MAX_VOICE_MS = 60000, MIN_VOICE_MS = 600;
+  var voice = {holding: false, recorder: null, stream: null, started: 0, timer: null, cancel: false};
+  function startVoice() {
+    if (voice.holding) return;
+    if (!navigator.mediaDevices || !window.MediaRecorder) { bubble("kefu-error", UI.noMic); return; }
+    voice.holding = true; voice.cancel = false;
+    navigator.mediaDevices.getUserMedia({audio: true}).then(function (stream) {
+      if (!voice.holding) { stream.getTracks().forEach(function (t) { t.stop(); }); return; }  // let go already
+      var chunks = [], recorder = new MediaRecorder(stream);
+      voice.recorder = recorder; voice.stream = stream; voice.started = Date.now();
+      recorder.ondataavailable = function (e) { if (e.data && e.data.size) chunks.push(e.data); };
+      recorder.onstop = function () {
+        stream.getTracks().forEach(function (t) { t.stop(); });
+        var took = Date.now() - voice.started;
+        if (voice.cancel) { bubble("kefu-system", UI.cancelled); return; }
+        if (took < MIN_VOICE_MS) { bubble("kefu-system", UI.tooShort); return; }
+        var blob = new Blob(chunks, {type: recorder.mimeType || "audio/webm"});
+        var reader = new FileReader();
+        reader.onload = function () { submit({type: "audio", data: String(reader.result).split(",")[1] || "", mime: blob.type}); };
+        reader.readAsDataURL(blob);
+      };
+      recorder.start(250);
+      row.classList.add("kefu-is-recording");
+      tick();
+      voice.timer = setInterval(tick, 250);
+    }).catch(function () { voice.holding = false; bubble("kefu-error", UI.micDenied); });
+  }
+  function tick() {
+    var seconds = Math.floor((Date.now() - voice.started) / 1000);
+    recording.textContent = "● 0:" + (seconds < 10 ? "0" : "") + seconds + "  " + UI.release;
+    if (Date.now() - voice.started >= MAX_VOICE_MS) stopVoice(false);
+  }
+  function stopVoice(cancel) {
+    if (!voice.holding) return;
+    voice.holding = false; voice.cancel = cancel;
+    clearInterval(voice.timer);
+    row.classList.remove("kefu-is-recording");
+    if (voice.recorder && voice.recorder.state !== "inactive") voice.recorder.stop();
+    voice.recorder = null;
+  }
+  mic.addEventListener("pointerdown", function (event) {
+    event.preventDefault();
+    try { mic.setPointerCapture(event.pointerId); } catch (e) { /* synthetic pointers */ }
+    startVoice();
+  });
+  mic.addEventListener("pointerup", function (event) {
+    var box = mic.getBoundingClientRect(), slack = 40;
+    var inside = event.clientX >= box.left - slack && event.clientX <= box.right + slack &&
+                 event.clientY >= box.top - slack && event.clientY <= box.bottom + slack;
+    stopVoice(!inside);
+  });
+  mic.addEventListener("pointercancel", function () { stopVoice(true); });
+  mic.addEventListener("contextmenu", function (event) { event.preventDefault(); });  // long press on phones
+  mic.addEventListener("keydown", function (event) {
+    if ((event.key === " " || event.key === "Enter") && !event.repeat) { event.preventDefault(); startVoice(); }
+  });
+  mic.addEventListener("keyup", function (event) { if (event.key === " " || event.key === "Enter") stopVoice(false); });
 
   // ---- connection
   function connect() {
@@ -145,7 +217,7 @@
       flush();
       return;
     }
-    if (msg.type === "typing") { showTyping(); return; }
+    if (msg.type === "typing") { showTyping(msg.stage === "transcribing" ? UI.transcribing : UI.typing); return; }
     if (seen[msg.id]) return;
     seen[msg.id] = true;
     if (msg.seq) state.last_seq = Math.max(state.last_seq, msg.seq);
@@ -154,7 +226,11 @@
     log.scrollTop = log.scrollHeight;
   }
 
-  function showTyping() { if (!typingEl) { typingEl = el("div", "kefu-typing", UI.typing); log.appendChild(typingEl); } }
+  function showTyping(text) {
+    if (!typingEl) { typingEl = el("div", "kefu-typing"); log.appendChild(typingEl); }
+    typingEl.textContent = text;
+    log.scrollTop = log.scrollHeight;
+  }
   function hideTyping() { if (typingEl) { typingEl.remove(); typingEl = null; } }
 
   function bubble(cls, text) { var node = el("div", "kefu-msg " + cls, text); log.appendChild(node); return node; }
@@ -178,6 +254,14 @@
         node = el("div", "kefu-msg kefu-shopper kefu-photo");
         var photo = el("img"); photo.src = origin + msg.url; photo.alt = UI.sentPhoto; photo.loading = "lazy";
         node.appendChild(photo);
+        log.appendChild(node); break;
+      case "voice":
+        node = el("div", "kefu-msg kefu-shopper kefu-voice");
+        var play = el("button", "kefu-play", "▶ " + Math.max(1, Math.round(msg.duration_s || 0)) + "″");
+        play.type = "button"; play.setAttribute("aria-label", UI.play);
+        play.addEventListener("click", function () { new Audio(origin + msg.audio_url).play(); });
+        node.appendChild(play);
+        node.appendChild(el("div", "kefu-heard", msg.text));
         log.appendChild(node); break;
       case "return":
         node = el("div", "kefu-order kefu-return");

@@ -1,0 +1,1 @@
+"""Voice: voice messages in the widget and phone calls (transcription, speech, turn-taking)."""

@@ -1,0 +1,121 @@
+"""Voice messages in the gateway: check, store, transcribe.
+
+Whisper loads once, in the background at startup. The shop's product names bias the decoding, so
+"linen shirt" or "保温杯" come out spelled the way the catalog spells them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.commerce.models import Product, VoiceClip, utcnow
+from assistant.settings import Settings
+from channels.voice.audio import AudioError, AudioLimits, decode, is_silent
+from channels.voice.transcriber import LANGUAGES, Transcriber, Transcript, load_transcriber
+
+log = logging.getLogger("kefu.gateway.voice")
+EXTENSIONS = {"audio/wav": "wav", "audio/ogg": "ogg", "audio/webm": "webm", "audio/flac": "flac",
+              "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/aac": "aac", "audio/amr": "amr"}
+HOTWORDS = 40  # product names per language in Whisper's prompt
+
+
+@dataclass(frozen=True)
+class AcceptedVoice:
+    id: str
+    url: str
+    seconds: float
+    transcript: Transcript
+
+    def body(self) -> dict:
+        """The shopper's message as the widget shows it: what was heard, and the recording."""
+        return {"text": self.transcript.text, "audio_id": self.id, "audio_url": self.url,
+                "duration_s": round(self.seconds, 1), "language": self.transcript.language}
+
+
+class VoiceService:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session],
+                 transcriber: Transcriber | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.limits = AudioLimits(settings.max_audio_bytes, settings.max_audio_seconds)
+        self.root = settings.audio_path
+        self.transcriber = transcriber or load_transcriber(
+            settings.whisper_backend, settings.whisper_model, models_dir=settings.models_dir,
+            beam_size=settings.whisper_beam_size, threads=settings.whisper_threads,
+            compute_type=settings.whisper_compute_type)
+        self._hotwords: dict[str, list[str]] = {}
+        self._lock = threading.Lock()  # one transcription at a time: Whisper already uses every core
+
+    def start_loading(self) -> None:
+        threading.Thread(target=self.warm_up, name="whisper-model", daemon=True).start()
+
+    def warm_up(self) -> None:
+        try:
+            with self._lock:
+                self.transcriber.warm_up()
+        except (OSError, ValueError, RuntimeError) as error:
+            log.warning("no speech recognition (%s): voice messages are refused", error)
+
+    def hotwords(self, language: str) -> list[str]:
+        if language not in self._hotwords:
+            with self.sessions() as session:
+                column = Product.name_zh if language == "zh" else Product.name_en
+                names = session.scalars(select(column).where(Product.active.is_(True)).order_by(Product.id)).all()
+            self._hotwords[language] = list(dict.fromkeys(names))[:HOTWORDS]
+        return self._hotwords[language]
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """16 kHz float samples to text, biased toward the catalog's product names."""
+        try:
+            with self._lock:
+                return self.transcriber.transcribe(samples, hotwords={lang: self.hotwords(lang) for lang in LANGUAGES})
+        except (OSError, ValueError, RuntimeError) as error:
+            log.warning("transcription failed: %s", type(error).__name__)
+            raise AudioError("unavailable", "speech recognition is not available") from error
+
+    def accept(self, data: bytes, conversation_id: str) -> AcceptedVoice:
+        """Check, store and transcribe one voice message; raises ``AudioError`` when refused."""
+        clip = decode(data, self.limits)
+        if is_silent(clip.samples):
+            raise AudioError("silent", f"{clip.seconds:.1f} s without any sound")
+        transcript = self.transcribe(clip.samples)
+        if not transcript.text.strip(" .,。，!?！？…-"):
+            raise AudioError("no_speech", f"nothing could be made out in {clip.seconds:.1f} s")
+        clip_id = secrets.token_urlsafe(18)
+        now = utcnow()
+        relative = Path(now.strftime("%Y/%m")) / f"{clip_id}.{EXTENSIONS[clip.media_type]}"
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+        with self.sessions() as session:
+            session.add(VoiceClip(id=clip_id, conversation_id=conversation_id, media_type=clip.media_type,
+                                  path=str(relative), bytes=len(data), seconds=round(clip.seconds, 2),
+                                  sha256=hashlib.sha256(data).hexdigest(), language=transcript.language,
+                                  model=transcript.model[:64], transcribe_ms=round(transcript.seconds * 1000),
+                                  created_at=now))
+            session.commit()
+        log.info("voice %s: %.1f s, %s, transcribed in %.0f ms (RTF %.2f)", clip_id, clip.seconds,
+                 transcript.language, transcript.seconds * 1000, transcript.rtf)
+        return AcceptedVoice(clip_id, f"/audio/{clip_id}", clip.seconds, transcript)
+
+    def read(self, clip_id: str) -> tuple[bytes, str] | None:
+        with self.sessions() as session:
+            row = session.get(VoiceClip, clip_id)
+            if row is None:
+                return None
+            path = self.root / row.path
+            return (path.read_bytes(), row.media_type) if path.exists() else None
+
+
+__all__ = ["AcceptedVoice", "AudioError", "VoiceService"]
