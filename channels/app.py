@@ -27,7 +27,7 @@ from channels.voice.speech import Espeak
 from knowledge_base import api as kb_api
 
 STATIC = Path(__file__).with_name("static")
-_PHOTO_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -92,29 +92,24 @@ def create_app(settings: Settings) -> FastAPI:
                                 headers={"Cache-Control": "public, max-age=86400"})
         return await to_thread.run_sync(render)
 
-    @app.get("/photos/{photo_id}")
-    async def photo(photo_id: str) -> Response:
-        """A shopper's photo (metadata removed), by its unguessable id: the conversation shows it."""
-        if not _PHOTO_ID.fullmatch(photo_id):
-            return JSONResponse({"error": "no such photo"}, status_code=404)
-        found = await to_thread.run_sync(photos.read, photo_id)
+    async def shoppers_file(read, file_id: str, what: str) -> Response:  # type: ignore[no-untyped-def]
+        """A file a shopper sent, by its unguessable id (the conversation shows or plays it)."""
+        found = await to_thread.run_sync(read, file_id) if _MEDIA_ID.fullmatch(file_id) else None
         if found is None:
-            return JSONResponse({"error": "no such photo"}, status_code=404)
+            return JSONResponse({"error": f"no such {what}"}, status_code=404)
         data, media_type = found
         return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400",
                                                               "X-Content-Type-Options": "nosniff"})
 
+    @app.get("/photos/{photo_id}")
+    async def photo(photo_id: str) -> Response:
+        """A shopper's photo, metadata removed."""
+        return await shoppers_file(photos.read, photo_id, "photo")
+
     @app.get("/audio/{clip_id}")
     async def audio(clip_id: str) -> Response:
-        """A shopper's voice message, by its unguessable id: the conversation plays it back."""
-        if not _PHOTO_ID.fullmatch(clip_id):
-            return JSONResponse({"error": "no such voice message"}, status_code=404)
-        found = await to_thread.run_sync(voice.read, clip_id)
-        if found is None:
-            return JSONResponse({"error": "no such voice message"}, status_code=404)
-        data, media_type = found
-        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400",
-                                                              "X-Content-Type-Options": "nosniff"})
+        """A shopper's voice message, as recorded."""
+        return await shoppers_file(voice.read, clip_id, "voice message")
 
     @app.get("/health")
     async def health() -> dict:

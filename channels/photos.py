@@ -13,13 +13,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.commerce.models import Photo, utcnow
 from assistant.settings import Settings
+from channels.files import fetch, keep
 from vision.images import Limits, PhotoError, open_photo
 from vision.model import UNSURE, VisionModel
 
@@ -81,15 +81,10 @@ class PhotoService:
         timings["classify_ms"] = (time.perf_counter() - started) * 1000 - timings["decode_ms"]
         photo_id = secrets.token_urlsafe(18)
         now = utcnow()
-        relative = Path(now.strftime("%Y/%m")) / f"{photo_id}.{EXTENSIONS[photo.media_type]}"
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        partial.write_bytes(photo.stored)
-        partial.replace(path)
+        relative = keep(self.root, photo_id, EXTENSIONS[photo.media_type], photo.stored, now)
         with self.sessions() as session:
             session.add(Photo(id=photo_id, conversation_id=conversation_id, media_type=photo.media_type,
-                              path=str(relative), bytes=len(photo.stored), width=photo.width, height=photo.height,
+                              path=relative, bytes=len(photo.stored), width=photo.width, height=photo.height,
                               sha256=hashlib.sha256(photo.stored).hexdigest(), label=label, outcome=outcome,
                               confidence=confidence, probabilities=probabilities,
                               model=_model_name(model), created_at=now))
@@ -99,12 +94,7 @@ class PhotoService:
         return AcceptedPhoto(photo_id, f"/photos/{photo_id}", photo.width, photo.height, outcome, confidence, timings)
 
     def read(self, photo_id: str) -> tuple[bytes, str] | None:
-        with self.sessions() as session:
-            row = session.get(Photo, photo_id)
-            if row is None:
-                return None
-            path = self.root / row.path
-            return (path.read_bytes(), row.media_type) if path.exists() else None
+        return fetch(self.sessions, Photo, self.root, photo_id)
 
 
 def _model_name(model: VisionModel | None) -> str | None:

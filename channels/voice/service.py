@@ -11,7 +11,6 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.commerce.models import Product, VoiceClip, utcnow
 from assistant.settings import Settings
+from channels.files import fetch, keep
 from channels.voice.audio import AudioError, AudioLimits, decode, is_silent
 from channels.voice.transcriber import LANGUAGES, Transcriber, Transcript, load_transcriber
 
@@ -92,15 +92,10 @@ class VoiceService:
             raise AudioError("no_speech", f"nothing could be made out in {clip.seconds:.1f} s")
         clip_id = secrets.token_urlsafe(18)
         now = utcnow()
-        relative = Path(now.strftime("%Y/%m")) / f"{clip_id}.{EXTENSIONS[clip.media_type]}"
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(path)
+        relative = keep(self.root, clip_id, EXTENSIONS[clip.media_type], data, now)
         with self.sessions() as session:
             session.add(VoiceClip(id=clip_id, conversation_id=conversation_id, media_type=clip.media_type,
-                                  path=str(relative), bytes=len(data), seconds=round(clip.seconds, 2),
+                                  path=relative, bytes=len(data), seconds=round(clip.seconds, 2),
                                   sha256=hashlib.sha256(data).hexdigest(), language=transcript.language,
                                   model=transcript.model[:64], transcribe_ms=round(transcript.seconds * 1000),
                                   created_at=now))
@@ -110,12 +105,7 @@ class VoiceService:
         return AcceptedVoice(clip_id, f"/audio/{clip_id}", clip.seconds, transcript)
 
     def read(self, clip_id: str) -> tuple[bytes, str] | None:
-        with self.sessions() as session:
-            row = session.get(VoiceClip, clip_id)
-            if row is None:
-                return None
-            path = self.root / row.path
-            return (path.read_bytes(), row.media_type) if path.exists() else None
+        return fetch(self.sessions, VoiceClip, self.root, clip_id)
 
 
 __all__ = ["AcceptedVoice", "AudioError", "VoiceService"]

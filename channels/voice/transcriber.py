@@ -121,10 +121,47 @@ def pick_language(probabilities: dict[str, float], english_only: bool) -> tuple[
     return ("zh", zh / (zh + en)) if zh > en else ("en", en / (zh + en))
 
 
+class _Whisper:
+    """What both backends share: Chinese or English only, the shop's words in the prompt, spoken
+    digits joined, Simplified characters. A backend loads its model and says how it detects the
+    language and how it decodes."""
+
+    name: str
+
+    def warm_up(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def english_only(self) -> bool:
+        raise NotImplementedError
+
+    def _language_probabilities(self, audio: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _decode(self, audio: np.ndarray, language: str, initial_prompt: str | None) -> str:
+        raise NotImplementedError
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None,
+                   hotwords: Hotwords | None = None) -> Transcript:
+        self.warm_up()
+        started = time.perf_counter()
+        probability = 1.0
+        if self.english_only:
+            language = "en"
+        elif language is None:
+            language, probability = pick_language(self._language_probabilities(audio), False)
+        text = self._decode(audio, language, prompt(language, (hotwords or {}).get(language, ())))
+        text = join_spoken_digits(text.strip())
+        if language == "zh":
+            text = to_simplified(text)
+        return Transcript(text, language, round(probability, 4), len(audio) / SAMPLE_RATE,
+                          time.perf_counter() - started, self.name)
+
+
 # --------------------------------------------------------------------------- faster-whisper
 
 
-class FasterWhisper:
+class FasterWhisper(_Whisper):
     """faster-whisper (CTranslate2). ``model``: a directory, a packaged name or a hub name."""
 
     def __init__(self, model: str | Path, *, compute_type: str = "int8", beam_size: int = 5, threads: int = 0,
@@ -151,28 +188,17 @@ class FasterWhisper:
         self.warm_up()
         return not self._model.model.is_multilingual  # type: ignore[union-attr]
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None,
-                   hotwords: Hotwords | None = None) -> Transcript:
-        self.warm_up()
-        model = self._model
-        assert model is not None
-        started = time.perf_counter()
-        probability = 1.0
-        if self.english_only:
-            language = "en"
-        elif language is None:
-            _, _, all_probabilities = model.detect_language(audio)
-            language, probability = pick_language(dict(all_probabilities), False)
-        segments, _info = model.transcribe(
+    def _language_probabilities(self, audio: np.ndarray) -> dict[str, float]:
+        _, _, probabilities = self._model.detect_language(audio)  # type: ignore[union-attr]
+        return dict(probabilities)
+
+    def _decode(self, audio: np.ndarray, language: str, initial_prompt: str | None) -> str:
+        segments, _info = self._model.transcribe(  # type: ignore[union-attr]
             audio, language=language, beam_size=self.beam_size, temperature=0.0,
-            condition_on_previous_text=False, initial_prompt=prompt(language, (hotwords or {}).get(language, ())),
+            condition_on_previous_text=False, initial_prompt=initial_prompt,
             vad_filter=True, vad_parameters={"min_silence_duration_ms": 500},
             without_timestamps=True, max_new_tokens=200)
-        text = join_spoken_digits("".join(segment.text for segment in segments).strip())
-        if language == "zh":
-            text = to_simplified(text)
-        return Transcript(text, language, round(probability, 4), len(audio) / SAMPLE_RATE,
-                          time.perf_counter() - started, self.name)
+        return "".join(segment.text for segment in segments)
 
 
 def resolve_faster_whisper(model: str, models_dir: Path | None) -> str:
@@ -222,7 +248,7 @@ def assemble_base(out: Path) -> Path:
 # --------------------------------------------------------------------------- openai-whisper
 
 
-class OpenAIWhisper:
+class OpenAIWhisper(_Whisper):
     """The reference ``whisper`` package: a ``.pt`` checkpoint path or a model name."""
 
     def __init__(self, model: str | Path, *, beam_size: int = 5, threads: int = 0) -> None:
@@ -253,30 +279,20 @@ class OpenAIWhisper:
         self.warm_up()
         return not self._model.is_multilingual  # type: ignore[union-attr]
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None,
-                   hotwords: Hotwords | None = None) -> Transcript:
+    def _language_probabilities(self, audio: np.ndarray) -> dict[str, float]:
         import whisper
 
-        self.warm_up()
         model = self._model
         assert model is not None
-        started = time.perf_counter()
-        probability = 1.0
-        if self.english_only:
-            language = "en"
-        elif language is None:
-            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), model.dims.n_mels).to(model.device)
-            _, probabilities = model.detect_language(mel)
-            language, probability = pick_language(probabilities, False)
-        result = model.transcribe(audio, language=language, beam_size=self.beam_size, temperature=0.0, fp16=False,
-                                  condition_on_previous_text=False,
-                                  initial_prompt=prompt(language, (hotwords or {}).get(language, ())),
-                                  without_timestamps=True, verbose=None)
-        text = join_spoken_digits(str(result["text"]).strip())
-        if language == "zh":
-            text = to_simplified(text)
-        return Transcript(text, language, round(probability, 4), len(audio) / SAMPLE_RATE,
-                          time.perf_counter() - started, self.name)
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), model.dims.n_mels).to(model.device)
+        _, probabilities = model.detect_language(mel)
+        return dict(probabilities)
+
+    def _decode(self, audio: np.ndarray, language: str, initial_prompt: str | None) -> str:
+        result = self._model.transcribe(  # type: ignore[union-attr]
+            audio, language=language, beam_size=self.beam_size, temperature=0.0, fp16=False,
+            condition_on_previous_text=False, initial_prompt=initial_prompt, without_timestamps=True, verbose=None)
+        return str(result["text"])
 
 
 BACKENDS = {"faster-whisper": FasterWhisper, "openai-whisper": OpenAIWhisper}
