@@ -18,12 +18,28 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ANSWER_TIMEOUT_MS = 60_000
 
 
+MICROPHONE_SAYS = "Where is my order?"
+
+
 @pytest.fixture(scope="module")
-def browser():
+def microphone(tmp_path_factory) -> Path:
+    """What Chromium's fake microphone plays: espeak-ng asking a question (once per recording)."""
+    from tests.voice_audio import speak
+
+    recording = tmp_path_factory.mktemp("microphone") / "microphone.wav"
+    recording.write_bytes(speak(MICROPHONE_SAYS))
+    return recording
+
+
+@pytest.fixture(scope="module")
+def browser(microphone):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is not installed: `make test` installs it (apt-get install chromium)")
+    fake_microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                       f"--use-file-for-fake-audio-capture={microphone}%noloop"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=CHROMIUM_ARGS + fake_microphone)
         yield browser
         browser.close()
 
@@ -163,48 +179,40 @@ def test_shopper_photographs_a_broken_cup_and_gets_a_refund(stack, browser, outp
     page.close()
 
 
-def test_shopper_holds_the_microphone_and_asks_by_voice(stack, output_dir, tmp_path):
+def test_shopper_holds_the_microphone_and_asks_by_voice(stack, browser, microphone, output_dir):
     """Chromium's fake microphone plays an espeak-ng recording into the real MediaRecorder."""
     from channels.voice.audio import decode
-    from tests.voice_audio import speak
 
-    spoken = speak("Where is my order?")
-    recording = tmp_path / "microphone.wav"
-    recording.write_bytes(spoken)
-    seconds = decode(spoken).seconds
-    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                            f"--use-file-for-fake-audio-capture={recording}%noloop", "--autoplay-policy=no-user-gesture-required"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        page = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-US")
-        page.goto(stack.gateway + "/?lang=en")
-        page.click("#kefu-launcher")
-        expect(page.locator(".kefu-status")).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
+    seconds = decode(microphone.read_bytes()).seconds
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-US")
+    page.goto(stack.gateway + "/?lang=en")
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-status")).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
 
-        mic = page.locator(".kefu-mic")
-        expect(mic).to_have_attribute("aria-label", "Hold to talk")
-        box = mic.bounding_box()
-        assert box is not None
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.mouse.down()  # the fake microphone starts playing when the recorder opens it
-        expect(page.locator(".kefu-recording")).to_contain_text("Release to send")
-        page.screenshot(path=str(output_dir / "en-5-voice-recording.png"))
-        page.wait_for_timeout(seconds * 1000 + 900)
-        page.mouse.up()
+    mic = page.locator(".kefu-mic")
+    expect(mic).to_have_attribute("aria-label", "Hold to talk")
+    box = mic.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()  # the fake microphone starts playing when the recorder opens it
+    expect(page.locator(".kefu-recording")).to_contain_text("Release to send")
+    page.screenshot(path=str(output_dir / "en-5-voice-recording.png"))
+    page.wait_for_timeout(seconds * 1000 + 900)
+    page.mouse.up()
 
-        heard = page.locator(".kefu-voice")
-        expect(heard).to_contain_text(re.compile("where is my order", re.I), timeout=ANSWER_TIMEOUT_MS)
-        expect(page.locator(".kefu-log")).to_contain_text("order number", timeout=ANSWER_TIMEOUT_MS)
-        expect(heard.locator(".kefu-play")).to_be_visible()
-        page.screenshot(path=str(output_dir / "en-6-voice-answered.png"))
+    heard = page.locator(".kefu-voice")
+    expect(heard).to_contain_text(re.compile("where is my order", re.I), timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator(".kefu-log")).to_contain_text("order number", timeout=ANSWER_TIMEOUT_MS)
+    expect(heard.locator(".kefu-play")).to_be_visible()
+    page.screenshot(path=str(output_dir / "en-6-voice-answered.png"))
 
-        # a press released far away from the button is a cancelled recording: nothing is sent
-        shown = page.evaluate(_SHOWN)
-        page.mouse.down()
-        page.wait_for_timeout(1200)
-        page.mouse.move(box["x"] - 250, box["y"] - 400)
-        page.mouse.up()
-        expect(page.locator(".kefu-log")).to_contain_text("Voice message cancelled")
-        page.wait_for_timeout(1500)
-        assert page.locator(".kefu-voice").count() == 1 and page.evaluate(_SHOWN) == shown + 1
-        browser.close()
+    # a press released far away from the button is a cancelled recording: nothing is sent
+    shown = page.evaluate(_SHOWN)
+    page.mouse.down()
+    page.wait_for_timeout(1200)
+    page.mouse.move(box["x"] - 250, box["y"] - 400)
+    page.mouse.up()
+    expect(page.locator(".kefu-log")).to_contain_text("Voice message cancelled")
+    page.wait_for_timeout(1500)
+    assert page.locator(".kefu-voice").count() == 1 and page.evaluate(_SHOWN) == shown + 1
+    page.close()

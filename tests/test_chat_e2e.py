@@ -89,7 +89,8 @@ def test_bad_input_gets_clear_errors_and_loses_nothing(stack):
         (json.dumps({"type": "text", "text": "x" * 2001, "client_id": "long"}), "text_too_long"),
         (json.dumps({"type": "text", "text": "y" * 70_000, "client_id": "huge"}), "frame_too_large"),
         (json.dumps([1, 2, 3]), "unknown_type"),
-        (json.dumps({"type": "audio", "data": "...."}), "media_unsupported"),
+        (json.dumps({"type": "audio", "data": "...."}), "invalid_message"),  # no client_id
+        (json.dumps({"type": "audio", "data": "....", "client_id": "a1"}), "audio_invalid_base64"),
     ]
     for frame, code in cases:
         chat.send_raw(frame)
