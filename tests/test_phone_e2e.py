@@ -26,10 +26,11 @@ pytestmark = pytest.mark.e2e
 @lru_cache(maxsize=1)
 def ears() -> FasterWhisper:
     """The test's own ears: Whisper base, in this process, listening to what the bot said (tiny.en
-    loops on long strings of spelled-out digits)."""
+    loops on long strings of spelled-out digits), reading 30 s windows: slower, and surer of a long
+    string of digits."""
     from assistant.settings import Settings
 
-    model = FasterWhisper("base", beam_size=5, models_dir=Settings().models_dir)
+    model = FasterWhisper("base", beam_size=5, models_dir=Settings().models_dir, fitted_window=False)
     model.warm_up()
     return model
 

@@ -238,3 +238,12 @@ def test_a_callers_number_is_masked_for_logs():
     assert mask_phone("+86 139-1234-5678") == "+*********5678"
     assert mask_phone("13912345678") == "*******5678"
     assert mask_phone("") == "-"
+
+
+def test_a_long_message_goes_through_whispers_30_second_windows():
+    """Up to 28 s of speech is decoded in one fitted window; a minute-long message in 30 s windows."""
+    one = decode(speak(SENTENCE)).samples
+    long_message = np.concatenate([one, np.zeros(SAMPLE_RATE // 2, np.float32)] * 9)
+    assert len(long_message) / SAMPLE_RATE > 30
+    result = FasterWhisper("tiny.en").transcribe(long_message)
+    assert words(result.text).count("shirt") >= 7, result.text
