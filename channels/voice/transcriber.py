@@ -242,8 +242,7 @@ class FasterWhisper(_Whisper):
         segments, _info = self._model.transcribe(  # type: ignore[union-attr]
             audio, language=language, beam_size=self.beam_size, temperature=0.0,
             condition_on_previous_text=False, initial_prompt=initial_prompt,
-            vad_filter=True, vad_parameters={"min_silence_duration_ms": 500},
-            without_timestamps=True, max_new_tokens=200)
+            vad_filter=True, vad_parameters={"min_silence_duration_ms": 500})  # timestamps: seeks by sentence
         return "".join(segment.text for segment in segments)
 
 
@@ -337,7 +336,7 @@ class OpenAIWhisper(_Whisper):
     def _decode(self, audio: np.ndarray, language: str, initial_prompt: str | None) -> str:
         result = self._model.transcribe(  # type: ignore[union-attr]
             audio, language=language, beam_size=self.beam_size, temperature=0.0, fp16=False,
-            condition_on_previous_text=False, initial_prompt=initial_prompt, without_timestamps=True, verbose=None)
+            condition_on_previous_text=False, initial_prompt=initial_prompt, verbose=None)
         return str(result["text"])
 
 
