@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from assistant.settings import PROJECT_ROOT, get_settings
+from channels.admin.cli import admin_app, ensure_demo_accounts
 
 app = typer.Typer(help="kefu: self-hosted AI customer service for online shops", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -29,6 +30,7 @@ app.add_typer(pricing_app, name="pricing")
 app.add_typer(vision_app, name="vision")
 voice_app = typer.Typer(help="voice: Whisper speech recognition for voice messages and phone calls", no_args_is_help=True)
 app.add_typer(voice_app, name="voice")
+app.add_typer(admin_app, name="admin")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
 DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
@@ -246,11 +248,8 @@ def kb_export(path: Path = typer.Argument(..., help="faq.csv, faq.xlsx or faq.js
               fmt: str = typer.Option(None, "--format", help="csv, xlsx or jsonl (default: from the file name)"),
               status: str = typer.Option(None, help="only draft or only published entries")) -> None:
     """Export the FAQ in a format `kefu kb import` reads back."""
-    from sqlalchemy import select
-
     from assistant.commerce import db
-    from knowledge_base.ingest import export_faq, format_of
-    from knowledge_base.models import FaqEntry
+    from knowledge_base.ingest import entries_to_export, export_faq, format_of
 
     settings = get_settings()
     try:
@@ -259,10 +258,7 @@ def kb_export(path: Path = typer.Argument(..., help="faq.csv, faq.xlsx or faq.js
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     with db.session_factory(settings.db_url)() as session:
-        query = select(FaqEntry).order_by(FaqEntry.key)
-        if status:
-            query = query.where(FaqEntry.status == status)
-        entries = list(session.scalars(query))
+        entries = entries_to_export(session, status)
     path.write_bytes(export_faq(entries, fmt))
     typer.echo(f"exported {len(entries)} entries to {path}")
 
@@ -686,6 +682,7 @@ def setup() -> None:
     from assistant.setup import train_rasa
 
     shop_generate(force=False, seed=7)
+    ensure_demo_accounts()
     shop_export_lookups(out=None)
     nlu_train(data=None, out=None, validation=None, if_changed=True, epochs=None, augment=None, chinese="chars")
     kb_calibrate(if_missing=True)
@@ -717,7 +714,9 @@ def gateway_serve(port: int = typer.Option(None)) -> None:
     _logging()
     settings = get_settings()
     typer.echo(f"\n  kefu demo storefront with the chat widget: {settings.gateway_url}/\n"
-               f"  English storefront: {settings.gateway_url}/?lang=en\n")
+               f"  English storefront: {settings.gateway_url}/?lang=en\n"
+               f"  merchant console: {settings.gateway_url}/admin "
+               f"(demo accounts: {settings.var_dir / 'console-accounts.txt'})\n")
     uvicorn.run(create_app(settings), host=settings.host, port=port or settings.gateway_port, log_level="warning")
 
 

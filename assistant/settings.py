@@ -55,8 +55,16 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 15.0
     kb_min_confidence: float | None = Field(None, ge=0.0, le=1.0)  # None: the calibrated threshold
     kb_timeout_s: float = 5.0  # how long actions wait for the knowledge base
-    # bearer token for the knowledge-base admin API until console accounts exist; empty: var/admin.token
+    # bearer token for scripts that call the admin API as the owner (console users log in instead);
+    # empty: the generated var/admin.token
     admin_token: str = ""
+    # the console's login sessions: idle and absolute lifetimes; Secure cookies (auto: when served over https)
+    admin_session_idle_h: float = Field(8.0, gt=0)
+    admin_session_max_h: float = Field(7 * 24.0, gt=0)
+    admin_cookie_secure: bool | None = None
+    # login attempts: per client address per minute, and failures per account before a 15-minute lock
+    admin_login_per_minute: int = Field(10, ge=1)
+    admin_login_failures: int = Field(5, ge=1)
 
     # widget limits
     max_text_chars: int = 2000  # characters in one shopper message

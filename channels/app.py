@@ -17,6 +17,9 @@ from assistant.commerce.db import session_factory
 from assistant.commerce.models import Product
 from assistant.settings import Settings
 from channels import pages
+from channels.admin import routes as admin_routes
+from channels.admin.auth import Access
+from channels.admin.auth import install_error_handler as install_access_errors
 from channels.chat import ChatHub, ChatSession
 from channels.photos import PhotoService
 from channels.rasa_client import RasaClient
@@ -45,9 +48,13 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.rasa.aclose()
 
     app = FastAPI(title="kefu gateway", lifespan=lifespan)
-    app.include_router(kb_api.router(settings, sessions))
-    app.include_router(commerce_api.router(settings, sessions))
+    access = Access(settings, sessions)
+    owner, staff = access.require("owner"), access.require("owner", "agent")
+    app.include_router(admin_routes.router(access))
+    app.include_router(kb_api.router(settings, sessions, owner, staff))
+    app.include_router(commerce_api.router(settings, sessions, owner, staff))
     kb_api.install_error_handlers(app)
+    install_access_errors(app)
 
     def lang_of(value: str | None) -> str:
         return "en" if value == "en" else "zh"

@@ -3,30 +3,33 @@
 FAQ curation (list, search, create, edit, publish, unpublish, delete, versions with diffs, restore),
 the unanswered-question inbox, and a preview that asks the knowledge base without queueing anything.
 Writes go to SQL; the knowledge-base process follows the change log, and is nudged after every write
-so the change is searchable at once. Until console accounts exist, a bearer token guards every route
-(``KEFU_ADMIN_TOKEN``, or the generated ``var/admin.token``).
+so the change is searchable at once. The gateway hands in who may call what: ``staff`` (owners and
+agents: read the FAQ, preview answers) and ``owner`` (every change, the unanswered inbox).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from anyio import to_thread
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.settings import Settings
-from knowledge_base import faq, unanswered
+from knowledge_base import faq, ingest, unanswered
 from knowledge_base.faq import FaqError, FaqInput
 
 log = logging.getLogger(__name__)
 
-ERROR_STATUS = {"unauthorized": 401, "not_found": 404, "duplicate_key": 409, "conflict": 409, "invalid_status": 400}
+ERROR_STATUS = {"not_found": 404, "duplicate_key": 409, "conflict": 409, "invalid_status": 400, "too_large": 413}
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
 class FaqEdit(FaqInput):
@@ -64,20 +67,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, invalid)  # type: ignore[arg-type]
 
 
-def admin_dependency(settings: Settings):  # type: ignore[no-untyped-def]
-    """The FastAPI dependency every admin route uses: the bearer token, or a 401."""
-    def admin(authorization: str = Header("")) -> str:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), settings.admin_api_token()):
-            raise FaqError("unauthorized", "a valid admin bearer token is required")
-        return "admin"
-    return admin
-
-
-def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
-    admin = admin_dependency(settings)
-
-    api = APIRouter(prefix="/api/admin/kb", dependencies=[Depends(admin)], tags=["knowledge base"])
+def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[..., Any],
+           staff: Callable[..., Any]) -> APIRouter:
+    """``owner`` and ``staff``: dependencies that admit the caller (returning who it is) or raise."""
+    api = APIRouter(prefix="/api/admin/kb", tags=["knowledge base"])
 
     async def run(work):  # type: ignore[no-untyped-def]
         """Run ``work(session)`` in a worker thread and commit; returns its result."""
@@ -98,7 +91,7 @@ def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
     async def body(request: Request, model: type[BaseModel]) -> Any:
         return model.model_validate_json(await request.body())
 
-    @api.get("/faqs")
+    @api.get("/faqs", dependencies=[Depends(staff)])
     async def list_faqs(q: str = "", language: str | None = None, category: str | None = None,
                         status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
@@ -110,44 +103,44 @@ def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
         return await run(work)
 
     @api.post("/faqs", status_code=201)
-    async def create_faq(request: Request, user: str = Depends(admin)) -> dict:
+    async def create_faq(request: Request, who: Any = Depends(owner)) -> dict:
         data = await body(request, FaqInput)
-        result = await run(lambda s: faq.to_dict(faq.create(s, data, author=user)))
+        result = await run(lambda s: faq.to_dict(faq.create(s, data, author=who.username)))
         await nudge()
         return result
 
-    @api.get("/faqs/{faq_id}")
+    @api.get("/faqs/{faq_id}", dependencies=[Depends(staff)])
     async def get_faq(faq_id: int) -> dict:
         return await run(lambda s: faq.to_dict(faq.get(s, faq_id)))
 
     @api.put("/faqs/{faq_id}")
-    async def edit_faq(faq_id: int, request: Request, user: str = Depends(admin)) -> dict:
+    async def edit_faq(faq_id: int, request: Request, who: Any = Depends(owner)) -> dict:
         data = await body(request, FaqEdit)
         content = FaqInput(**data.model_dump(exclude={"expected_version"}))
-        result = await run(lambda s: faq.to_dict(faq.update(s, faq_id, content, author=user,
+        result = await run(lambda s: faq.to_dict(faq.update(s, faq_id, content, author=who.username,
                                                             expected_version=data.expected_version)))
         await nudge()
         return result
 
     @api.post("/faqs/{faq_id}/publish")
-    async def publish(faq_id: int, user: str = Depends(admin)) -> dict:
-        result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "published", user)))
+    async def publish(faq_id: int, who: Any = Depends(owner)) -> dict:
+        result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "published", who.username)))
         await nudge()
         return result
 
     @api.post("/faqs/{faq_id}/unpublish")
-    async def unpublish(faq_id: int, user: str = Depends(admin)) -> dict:
-        result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "draft", user)))
+    async def unpublish(faq_id: int, who: Any = Depends(owner)) -> dict:
+        result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "draft", who.username)))
         await nudge()
         return result
 
-    @api.delete("/faqs/{faq_id}")
+    @api.delete("/faqs/{faq_id}", dependencies=[Depends(owner)])
     async def delete_faq(faq_id: int) -> dict:
         await run(lambda s: faq.delete(s, faq_id))
         await nudge()
         return {"deleted": faq_id}
 
-    @api.get("/faqs/{faq_id}/versions")
+    @api.get("/faqs/{faq_id}/versions", dependencies=[Depends(staff)])
     async def versions(faq_id: int) -> dict:
         def work(session: Session) -> dict:
             rows = faq.versions(session, faq_id)
@@ -161,29 +154,58 @@ def router(settings: Settings, sessions: sessionmaker[Session]) -> APIRouter:
         return await run(work)
 
     @api.post("/faqs/{faq_id}/restore")
-    async def restore(faq_id: int, request: Request, user: str = Depends(admin)) -> dict:
+    async def restore(faq_id: int, request: Request, who: Any = Depends(owner)) -> dict:
         data = await body(request, RestoreRequest)
-        result = await run(lambda s: faq.to_dict(faq.restore(s, faq_id, data.version, user)))
+        result = await run(lambda s: faq.to_dict(faq.restore(s, faq_id, data.version, who.username)))
         await nudge()
         return result
 
-    @api.get("/unanswered")
+    @api.get("/unanswered", dependencies=[Depends(owner)])
     async def inbox(status: str = "open", language: str | None = None, limit: int = 100, offset: int = 0) -> dict:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
         return await run(lambda s: {"items": [unanswered.to_dict(g) for g in unanswered.listing(
             s, status, language if language in ("zh", "en") else None, limit, offset)]})
 
-    @api.post("/unanswered/{group_id}/dismiss")
+    @api.post("/unanswered/{group_id}/dismiss", dependencies=[Depends(owner)])
     async def dismiss(group_id: int) -> dict:
         return await run(lambda s: unanswered.to_dict(unanswered.dismiss(s, group_id)))
 
     @api.post("/unanswered/{group_id}/draft", status_code=201)
-    async def draft(group_id: int, request: Request, user: str = Depends(admin)) -> dict:
+    async def draft(group_id: int, request: Request, who: Any = Depends(owner)) -> dict:
         raw = await request.body()
         data = DraftRequest.model_validate_json(raw) if raw.strip() else DraftRequest()
-        return await run(lambda s: faq.to_dict(unanswered.to_draft(s, group_id, user, data.key, data.category)))
+        return await run(lambda s: faq.to_dict(unanswered.to_draft(s, group_id, who.username, data.key, data.category)))
 
-    @api.post("/preview")
+    @api.post("/import")
+    async def import_file(request: Request, format: str = "csv", publish: bool = False,
+                          who: Any = Depends(owner)) -> JSONResponse:
+        """The file's bytes as the body; every row is checked first, and one bad row imports nothing."""
+        if format not in ingest.FORMATS:
+            raise FaqError("invalid_request", f"format {format!r} is not one of {', '.join(ingest.FORMATS)}")
+        data = await request.body()
+        if not data:
+            raise FaqError("invalid_request", "the file is empty")
+        if len(data) > MAX_IMPORT_BYTES:
+            raise FaqError("too_large", f"the file has {len(data)} bytes; at most {MAX_IMPORT_BYTES} are accepted")
+        try:
+            stats = await run(lambda s: ingest.import_faq(s, data, format, author=who.username, publish=publish))
+        except ingest.ImportFailed as failed:
+            return JSONResponse(status_code=400, content={
+                "error": "invalid_rows", "message": str(failed),
+                "errors": [{"row": e.row, "column": e.column, "reason": e.reason} for e in failed.errors]})
+        await nudge()
+        return JSONResponse(stats)
+
+    @api.get("/export", dependencies=[Depends(owner)])
+    async def export_file(format: str = "csv", status: str | None = None) -> Response:
+        if format not in ingest.FORMATS:
+            raise FaqError("invalid_request", f"format {format!r} is not one of {', '.join(ingest.FORMATS)}")
+
+        data = await run(lambda s: ingest.export_faq(ingest.entries_to_export(s, status), format))
+        return Response(data, media_type=EXPORT_TYPES[format],
+                        headers={"Content-Disposition": f'attachment; filename="faq.{format}"'})
+
+    @api.post("/preview", dependencies=[Depends(staff)])
     async def preview(request: Request) -> JSONResponse:
         data = await body(request, PreviewRequest)
         try:

@@ -23,6 +23,8 @@ from knowledge_base.models import STATUSES, FaqEntry, FaqVersion, KbChange
 DEMO_FAQ_PATH = Path(__file__).with_name("data") / "demo_faq.yml"
 CONTENT_FIELDS = ("key", "category", "tags", "questions_zh", "questions_en", "answer_zh", "answer_en")
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{1,47}$")
+# what a draft made from an unanswered question holds until the merchant writes the answer
+PLACEHOLDER = {"zh": "（请填写答案）", "en": "(write the answer here)"}
 SLOT_SEGMENT = re.compile(r"\[\[(.*?)\]\]", re.S)
 
 
@@ -136,7 +138,17 @@ def by_key(session: Session, key: str) -> FaqEntry | None:
     return session.scalar(select(FaqEntry).where(FaqEntry.key == key))
 
 
+def _check_publishable(answers: dict[str, str], status: str) -> None:
+    if status != "published":
+        return
+    for lang, placeholder in PLACEHOLDER.items():
+        if placeholder in (answers.get(lang) or ""):
+            raise FaqError("invalid_status", f"answer_{lang} still says {placeholder!r}: write the answer "
+                                             "before publishing")
+
+
 def create(session: Session, data: FaqInput, author: str, action: str = "create") -> FaqEntry:
+    _check_publishable({"zh": data.answer_zh, "en": data.answer_en}, data.status)
     if by_key(session, data.key) is not None:
         raise FaqError("duplicate_key", f"an FAQ entry with key {data.key!r} exists already")
     now = utcnow()
@@ -152,6 +164,7 @@ def update(session: Session, faq_id: int, data: FaqInput, author: str, action: s
     """Replace the content of an entry. ``expected_version`` guards against overwriting a colleague's
     edit made since the editor loaded the entry."""
     entry = get(session, faq_id)
+    _check_publishable({"zh": data.answer_zh, "en": data.answer_en}, data.status)
     if expected_version is not None and expected_version != entry.version:
         raise FaqError("conflict", f"entry {faq_id} is at version {entry.version}, not {expected_version}; "
                                    "reload it and apply your change again")
@@ -179,6 +192,7 @@ def set_status(session: Session, faq_id: int, status: str, author: str) -> FaqEn
         raise FaqError("invalid_status", f"status must be one of {', '.join(STATUSES)}")
     if entry.status == status:
         return entry
+    _check_publishable({"zh": entry.answer_zh, "en": entry.answer_en}, status)
     entry.status = status
     entry.version += 1
     entry.author = author

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.commerce.models import utcnow
@@ -188,6 +189,13 @@ def import_faq(session: Session, data: bytes, fmt: str, author: str, publish: bo
             else:
                 updated += 1
     return {"rows": len(valid), "created": created, "updated": updated, "unchanged": unchanged}
+
+
+def entries_to_export(session: Session, status: str | None = None) -> list[FaqEntry]:
+    query = select(FaqEntry).order_by(FaqEntry.key)
+    if status:
+        query = query.where(FaqEntry.status == status)
+    return list(session.scalars(query).all())
 
 
 def export_faq(entries: list[FaqEntry], fmt: str) -> bytes:

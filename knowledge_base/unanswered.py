@@ -114,7 +114,7 @@ def to_draft(session: Session, group_id: int, author: str, key: str | None = Non
     if group.status == "converted" and group.faq_id:
         return faq.get(session, group.faq_id)
     key = key or f"draft_{group.id}"
-    placeholder = "（请填写答案）" if group.language == "zh" else "(write the answer here)"
+    placeholder = faq.PLACEHOLDER[group.language]
     data = faq.FaqInput(key=key, category=category, status="draft",
                         **{f"questions_{group.language}": group.examples or [group.text],
                            f"answer_{group.language}": placeholder})

@@ -1,11 +1,13 @@
 """The merchant's commerce API, mounted by the gateway at ``/api/admin/commerce``: reorder
-suggestions and per-product demand forecasts, for the console. Same bearer token as the
-knowledge-base API until console accounts exist."""
+suggestions and per-product demand forecasts (owners), return requests with the shopper's photo
+(owners and agents), for the console."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends
@@ -13,13 +15,13 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.settings import Settings
-from knowledge_base.api import admin_dependency
 from knowledge_base.faq import FaqError
 
 
-def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path | None = None) -> APIRouter:
-    api = APIRouter(prefix="/api/admin/commerce", dependencies=[Depends(admin_dependency(settings))],
-                    tags=["commerce"])
+def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[..., Any],
+           staff: Callable[..., Any], model_dir: Path | None = None) -> APIRouter:
+    """``owner`` and ``staff``: dependencies that admit the caller or raise (see channels/admin/auth.py)."""
+    api = APIRouter(prefix="/api/admin/commerce", tags=["commerce"])
     caches: list = []  # the forecaster (and torch) load on first use, not when the gateway starts
 
     def outlook(session: Session):  # type: ignore[no-untyped-def]
@@ -33,7 +35,7 @@ def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path 
                                         "(the sales history must reach the last week)")
         return current
 
-    @api.get("/reorder")
+    @api.get("/reorder", dependencies=[Depends(owner)])
     async def reorder(only_needed: bool = True, limit: int = 100) -> dict:
         limit = max(1, min(limit, 2000))
 
@@ -47,7 +49,7 @@ def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path 
             return {"items": rows[:limit], "total": len(rows)}
         return await to_thread.run_sync(work)
 
-    @api.get("/forecast/{sku}")
+    @api.get("/forecast/{sku}", dependencies=[Depends(owner)])
     async def forecast(sku: str) -> dict:
         def work() -> dict:
             with sessions() as session:
@@ -57,7 +59,7 @@ def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path 
             return found.to_dict()
         return await to_thread.run_sync(work)
 
-    @api.get("/returns")
+    @api.get("/returns", dependencies=[Depends(staff)])
     async def returns(status: str | None = None, with_photo: bool = False, limit: int = 50) -> dict:
         """Return requests, newest first, with the shopper's photo and what the classifier saw."""
         limit = max(1, min(limit, 500))
@@ -78,7 +80,7 @@ def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path 
                 return {"items": [_return_json(session, r) for r in rows], "total": total}
         return await to_thread.run_sync(work)
 
-    @api.get("/returns/{rma_no}")
+    @api.get("/returns/{rma_no}", dependencies=[Depends(staff)])
     async def return_request(rma_no: str) -> dict:
         def work() -> dict:
             from sqlalchemy import select
@@ -92,7 +94,7 @@ def router(settings: Settings, sessions: sessionmaker[Session], model_dir: Path 
                 return _return_json(session, row)
         return await to_thread.run_sync(work)
 
-    @api.get("/photos/{photo_id}")
+    @api.get("/photos/{photo_id}", dependencies=[Depends(staff)])
     async def photo(photo_id: str) -> Response:
         def work() -> Response:
             from assistant.commerce.models import Photo

@@ -3,6 +3,7 @@ from sqlalchemy import engine_from_config, pool
 
 from assistant.commerce.models import Base
 import knowledge_base.models  # noqa: F401  (the knowledge-base tables share the metadata)
+import channels.admin.models  # noqa: F401  (and so do the console's)
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,1 @@
+"""The merchant console: accounts and roles, the session cookie, its pages and its API."""
