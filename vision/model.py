@@ -18,6 +18,7 @@ from vision.images import IMAGENET_MEAN, IMAGENET_STD, to_array
 
 FORMAT_VERSION = 1
 UNSURE = "unsure"
+_TRANSFORMERS_IMPORT = threading.Lock()
 ARCHS: dict[str, dict[str, Any]] = {
     "resnet50": {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048]},
     "resnet18": {"layer_type": "basic", "depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512]},
@@ -102,11 +103,11 @@ class VisionModel:
 
     @classmethod
     def load(cls, directory: Path) -> VisionModel:
-        from transformers import ResNetForImageClassification
-
         meta_path = directory / "vision.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"{directory} holds no kefu vision model (vision.json is missing)")
+        with _TRANSFORMERS_IMPORT:  # transformers' lazy module is not safe to import from two threads at once
+            from transformers import ResNetForImageClassification
         meta = json.loads(meta_path.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{directory}: vision model format {meta.get('format_version')}, "

@@ -1,0 +1,412 @@
+// The merchant console: a small single-page app over /api/admin. No framework, no build step.
+// Text from shoppers and merchants is only ever set as textContent, never parsed as HTML.
+(function () {
+  "use strict";
+  const i18n = window.kefuI18n;
+  const t = (key) => i18n.t(key);
+  const state = { me: null };
+
+  // ------------------------------------------------------------------ helpers
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (name === "text") node.textContent = value;
+      else if (name === "className") node.className = value;
+      else if (name === "value") node.value = value;
+      else if (name === "checked") node.checked = !!value;
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || `HTTP ${status}`);
+      this.status = status;
+      this.body = body || {};
+    }
+  }
+
+  async function api(method, path, body, options = {}) {
+    const headers = {};
+    if (state.me && state.me.csrf_token) headers["X-CSRF-Token"] = state.me.csrf_token;
+    let payload;
+    if (options.raw !== undefined) {
+      payload = options.raw;
+      headers["Content-Type"] = options.contentType || "application/octet-stream";
+    } else if (body !== undefined) {
+      payload = JSON.stringify(body);
+      headers["Content-Type"] = "application/json";
+    }
+    const response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+    const data = (response.headers.get("content-type") || "").includes("json") ? await response.json() : null;
+    if (response.status === 401 && !options.loginAttempt) {
+      toast(t("session_expired"), true);
+      setTimeout(() => { location.href = "/admin/login"; }, 800);
+    }
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  let toastTimer;
+  function toast(message, isError) {
+    const box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = message;
+    box.className = isError ? "toast error" : "toast";
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, isError ? 6000 : 3000);
+  }
+
+  function failed(error) {
+    if (error instanceof ApiError && error.status === 403) toast(`${t("forbidden")}: ${error.message}`, true);
+    else if (error instanceof ApiError && error.status === 409 && error.body.error === "conflict") toast(t("conflict"), true);
+    else toast(`${t("error")}: ${error.message}`, true);
+  }
+
+  const isOwner = () => state.me && state.me.role === "owner";
+  const lines = (text) => text.split("\n").map((s) => s.trim()).filter(Boolean);
+  const when = (iso) => (iso ? new Date(iso.endsWith("Z") || iso.includes("+") ? iso : iso + "Z").toLocaleString(i18n.lang === "zh" ? "zh-CN" : "en-GB") : "–");
+  const badge = (status) => el("span", { className: `badge ${status}`, text: t(status) });
+
+  function view(...children) {
+    const main = document.getElementById("view");
+    main.replaceChildren(...children);
+    return main;
+  }
+
+  // ------------------------------------------------------------------ login page
+  function loginPage() {
+    i18n.apply(document);
+    const form = document.getElementById("login-form");
+    const error = document.getElementById("login-error");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      try {
+        await api("POST", "/api/admin/auth/login", { username: form.username.value, password: form.password.value },
+                  { loginAttempt: true });
+        location.href = "/admin";
+      } catch (e) {
+        error.textContent = e.status === 401 ? t("login_failed") : e.status === 429 ? `${t("too_many")}: ${e.message}` : e.message;
+        error.hidden = false;
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ FAQ list
+  const faqFilters = { q: "", language: "", status: "", category: "" };
+
+  async function faqList() {
+    const results = el("div", { className: "results" });
+    const search = el("input", { type: "search", id: "faq-search", placeholder: t("search"), value: faqFilters.q });
+    const select = (name, options) => el("select", { id: `faq-${name}`, onchange: (e) => { faqFilters[name] = e.target.value; load(); } },
+      options.map(([value, label]) => el("option", { value, text: label, selected: faqFilters[name] === value ? "selected" : null })));
+    const category = el("input", { id: "faq-category", placeholder: t("any_category"), value: faqFilters.category, list: "faq-categories" });
+    const categories = el("datalist", { id: "faq-categories" });
+    let timer;
+    search.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => { faqFilters.q = search.value; load(); }, 250); });
+    category.addEventListener("change", () => { faqFilters.category = category.value.trim(); load(); });
+
+    const tools = el("div", { className: "toolbar" }, search,
+      select("language", [["", t("any_language")], ["zh", "中文"], ["en", "English"]]),
+      select("status", [["", t("any_status")], ["draft", t("draft")], ["published", t("published")]]),
+      category, categories,
+      isOwner() && el("a", { className: "button primary", href: "#/faq/new", id: "new-faq", text: t("new_faq") }),
+      isOwner() && el("button", { type: "button", onclick: importDialog, text: t("import") }),
+      isOwner() && el("a", { className: "button", href: "/api/admin/kb/export?format=csv", download: "faq.csv", text: t("export_csv") }),
+      isOwner() && el("a", { className: "button", href: "/api/admin/kb/export?format=xlsx", download: "faq.xlsx", text: t("export_xlsx") }));
+    view(el("h1", { text: t("faq") }), tools, results);
+
+    async function load() {
+      const params = new URLSearchParams({ limit: "200" });
+      for (const [k, v] of Object.entries(faqFilters)) if (v) params.set(k, v);
+      let data;
+      try { data = await api("GET", `/api/admin/kb/faqs?${params}`); } catch (e) { failed(e); return; }
+      const known = new Set(data.items.map((f) => f.category));
+      categories.replaceChildren(...[...known].sort().map((c) => el("option", { value: c })));
+      if (!data.items.length) { results.replaceChildren(el("p", { className: "empty", text: t("no_results") })); return; }
+      const zhFirst = faqFilters.language ? faqFilters.language === "zh" : i18n.lang === "zh";
+      results.replaceChildren(
+        el("p", { className: "muted", text: `${t("total")} ${data.total} ${t("items")}` }),
+        el("table", { className: "grid", id: "faq-table" },
+          el("thead", {}, el("tr", {}, [t("key"), t("question"), t("category"), t("status"), t("version"), t("updated")].map((h) => el("th", { text: h })))),
+          el("tbody", {}, data.items.map((f) => {
+            const question = (zhFirst ? f.questions_zh[0] || f.questions_en[0] : f.questions_en[0] || f.questions_zh[0]) || "";
+            return el("tr", { "data-key": f.key, onclick: () => { location.hash = `#/faq/${f.id}`; } },
+              el("td", {}, el("a", { href: `#/faq/${f.id}`, text: f.key })), el("td", { text: question }),
+              el("td", { text: f.category }), el("td", {}, badge(f.status)), el("td", { text: `v${f.version}` }),
+              el("td", { text: when(f.updated_at) }));
+          }))));
+    }
+    load();
+  }
+
+  // ------------------------------------------------------------------ import dialog
+  function importDialog() {
+    const file = el("input", { type: "file", id: "import-file", accept: ".csv,.xlsx,.jsonl" });
+    const publish = el("input", { type: "checkbox", id: "import-publish" });
+    const report = el("div", { id: "import-report" });
+    const dialog = el("dialog", { className: "modal" },
+      el("h2", { text: t("import_title") }), el("label", {}, t("choose_file"), file),
+      el("label", { className: "inline" }, publish, t("publish_all")), report,
+      el("div", { className: "actions" },
+        el("button", { type: "button", className: "primary", id: "import-go", onclick: run, text: t("do_import") }),
+        el("button", { type: "button", onclick: () => { dialog.close(); dialog.remove(); }, text: t("cancel") })));
+    document.body.append(dialog);
+    dialog.showModal();
+
+    async function run() {
+      const chosen = file.files[0];
+      if (!chosen) return;
+      const format = (chosen.name.split(".").pop() || "").toLowerCase();
+      try {
+        const stats = await api("POST", `/api/admin/kb/import?format=${encodeURIComponent(format)}&publish=${publish.checked}`,
+                                undefined, { raw: await chosen.arrayBuffer() });
+        report.replaceChildren(el("p", { className: "ok", text: `${t("import_ok")}: ${JSON.stringify(stats)}` }));
+        toast(t("import_ok"));
+      } catch (e) {
+        if (e.body && e.body.errors) {
+          report.replaceChildren(el("p", { className: "form-error", text: t("import_failed") }),
+            el("table", { className: "grid", id: "import-errors" },
+              el("thead", {}, el("tr", {}, [t("row"), t("column"), t("reason")].map((h) => el("th", { text: h })))),
+              el("tbody", {}, e.body.errors.map((r) => el("tr", {}, el("td", { text: r.row }), el("td", { text: r.column }), el("td", { text: r.reason }))))));
+        } else report.replaceChildren(el("p", { className: "form-error", text: e.message }));
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ FAQ editor
+  async function faqEdit(id) {
+    let entry = { key: "", category: "", tags: [], questions_zh: [], questions_en: [], answer_zh: "", answer_en: "", status: "draft", version: 0 };
+    if (id !== "new") {
+      try { entry = await api("GET", `/api/admin/kb/faqs/${id}`); } catch (e) { failed(e); location.hash = "#/faq"; return; }
+    }
+    const readOnly = !isOwner();
+    const field = (name, label, node) => el("label", { className: `field field-${name}` }, el("span", { text: label }), node);
+    const input = (name, value) => el("input", { id: `f-${name}`, name, value, disabled: readOnly });
+    const area = (name, value, rows) => el("textarea", { id: `f-${name}`, name, rows, disabled: readOnly, value });
+    const form = el("form", { id: "faq-form", className: "faq-form" },
+      field("key", t("key"), input("key", entry.key)),
+      field("category", t("category"), input("category", entry.category)),
+      field("tags", t("tags"), input("tags", entry.tags.join(", "))),
+      el("div", { className: "two" },
+        el("div", {}, field("questions_zh", t("questions_zh"), area("questions_zh", entry.questions_zh.join("\n"), 5)),
+          field("answer_zh", t("answer_zh"), area("answer_zh", entry.answer_zh, 6))),
+        el("div", {}, field("questions_en", t("questions_en"), area("questions_en", entry.questions_en.join("\n"), 5)),
+          field("answer_en", t("answer_en"), area("answer_en", entry.answer_en, 6)))));
+    const problems = el("p", { className: "form-error", id: "faq-error", role: "alert", hidden: true });
+
+    function content() {
+      const f = form.elements;
+      return { key: f.key.value.trim(), category: f.category.value.trim() || "uncategorized",
+               tags: f.tags.value.split(/[,，]/).map((s) => s.trim()).filter(Boolean),
+               questions_zh: lines(f.questions_zh.value), questions_en: lines(f.questions_en.value),
+               answer_zh: f.answer_zh.value.trim(), answer_en: f.answer_en.value.trim() };
+    }
+    async function save(status) {
+      problems.hidden = true;
+      const body = { ...content(), status: status || entry.status };
+      try {
+        if (entry.id) entry = await api("PUT", `/api/admin/kb/faqs/${entry.id}`, { ...body, expected_version: entry.version });
+        else entry = await api("POST", "/api/admin/kb/faqs", body);
+        return true;
+      } catch (e) {
+        if (e.status === 400 || e.status === 409) {
+          problems.textContent = e.body.error === "conflict" ? t("conflict") : e.message;
+          problems.hidden = false;
+        } else failed(e);
+        return false;
+      }
+    }
+    async function act(path, message) {
+      try { entry = await api("POST", `/api/admin/kb/faqs/${entry.id}/${path}`); toast(message); render(); }
+      catch (e) { problems.textContent = e.message; problems.hidden = false; failed(e); }
+    }
+    const buttons = el("div", { className: "actions" },
+      el("a", { href: "#/faq", className: "button", text: t("back") }),
+      !readOnly && el("button", { type: "button", id: "save", className: "primary",
+        onclick: async () => { if (await save()) { toast(t("saved")); render(); } }, text: t("save") }),
+      !readOnly && el("button", { type: "button", id: "publish",
+        onclick: async () => { if (await save()) await act("publish", t("published_ok")); }, text: t("publish") }),
+      !readOnly && entry.id && entry.status === "published" && el("button", { type: "button", id: "unpublish",
+        onclick: () => act("unpublish", t("unpublished_ok")), text: t("unpublish") }),
+      !readOnly && entry.id && el("button", { type: "button", id: "delete", className: "danger", onclick: async () => {
+        if (!confirm(t("confirm_delete"))) return;
+        try { await api("DELETE", `/api/admin/kb/faqs/${entry.id}`); toast(t("deleted")); location.hash = "#/faq"; } catch (e) { failed(e); }
+      }, text: t("delete") }));
+
+    const head = el("div", { className: "title-row" }, el("h1", { text: entry.id ? `${t("edit_faq")} · ${entry.key}` : t("new_faq") }),
+      entry.id && badge(entry.status), entry.id && el("span", { className: "muted", text: `v${entry.version}` }),
+      readOnly && el("span", { className: "muted", text: t("only_owner") }));
+    const side = el("aside", { className: "side" }, previewBox(), entry.id ? historyBox(entry, () => faqEdit(entry.id)) : null);
+    view(head, el("div", { className: "editor" }, el("section", {}, form, problems, buttons), side));
+
+    function render() {
+      if (entry.id && location.hash !== `#/faq/${entry.id}`) location.hash = `#/faq/${entry.id}`;
+      else faqEdit(entry.id);
+    }
+  }
+
+  function previewBox() {
+    const question = el("input", { id: "preview-text", placeholder: t("preview_hint") });
+    const language = el("select", { id: "preview-lang" }, el("option", { value: "", text: "auto" }),
+      el("option", { value: "zh", text: "中文" }), el("option", { value: "en", text: "English" }));
+    const out = el("div", { id: "preview-out", className: "preview-out" });
+    async function ask(event) {
+      event.preventDefault();
+      if (!question.value.trim()) return;
+      out.replaceChildren(el("p", { className: "muted", text: "…" }));
+      try {
+        const r = await api("POST", "/api/admin/kb/preview", { text: question.value.trim(), language: language.value || null });
+        out.replaceChildren(
+          el("p", { className: r.answered ? "ok" : "warn", text: r.answered ? t("answered") : t("not_answered") }),
+          r.answered && el("blockquote", { id: "preview-answer", text: r.text }),
+          el("p", { className: "muted", text: `${t("confidence")} ${r.confidence} / ${r.threshold}` }),
+          r.answered && r.citations && r.citations.length && el("p", {}, `${t("sources")}: `,
+            r.citations.map((c) => el("span", { className: "chip", text: c.key || c.title }))),
+          el("details", {}, el("summary", { text: t("passages") }),
+            el("ol", {}, (r.passages || []).map((p) => el("li", {}, el("b", { text: p.key || p.source || "" }), " ", p.question || p.text || "",
+              el("span", { className: "muted", text: ` (${Number(p.score).toFixed(3)})` }))))));
+      } catch (e) { out.replaceChildren(el("p", { className: "form-error", text: e.message })); }
+    }
+    return el("section", { className: "card" }, el("h2", { text: t("preview") }),
+      el("form", { className: "inline-form", onsubmit: ask }, question, language, el("button", { type: "submit", id: "preview-ask", text: t("ask") })), out);
+  }
+
+  function historyBox(entry, reload) {
+    const list = el("ol", { className: "history", id: "history", reversed: true });
+    api("GET", `/api/admin/kb/faqs/${entry.id}/versions`).then((data) => {
+      list.replaceChildren(...data.versions.slice().reverse().map((v) => el("li", {},
+        el("div", { className: "history-head" }, el("b", { text: `v${v.version}` }), ` ${v.action} · ${v.author} · ${when(v.created_at)}`,
+          isOwner() && v.version !== entry.version && el("button", { type: "button", className: "small restore", "data-version": v.version,
+            onclick: async () => {
+              try { await api("POST", `/api/admin/kb/faqs/${entry.id}/restore`, { version: v.version }); toast(t("restored")); reload(); }
+              catch (e) { failed(e); }
+            }, text: t("restore") })),
+        Object.keys(v.diff).length > 0 && el("details", {}, el("summary", { text: `${t("diff")}: ${Object.keys(v.diff).join(", ")}` }),
+          Object.entries(v.diff).map(([name, diffLines]) => el("div", { className: "diff" }, el("b", { text: name }),
+            el("pre", {}, diffLines.map((line) => el("span", { className: line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "", text: line + "\n" })))))))));
+    }).catch(failed);
+    return el("section", { className: "card" }, el("h2", { text: t("history") }), list);
+  }
+
+  // ------------------------------------------------------------------ unanswered inbox
+  async function unansweredPage() {
+    const language = el("select", { id: "inbox-lang", onchange: load }, el("option", { value: "", text: t("any_language") }),
+      el("option", { value: "zh", text: "中文" }), el("option", { value: "en", text: "English" }));
+    const results = el("div", { className: "results" });
+    view(el("h1", { text: t("unanswered") }), el("div", { className: "toolbar" }, language), results);
+
+    async function load() {
+      const params = new URLSearchParams({ status: "open" });
+      if (language.value) params.set("language", language.value);
+      let data;
+      try { data = await api("GET", `/api/admin/kb/unanswered?${params}`); } catch (e) { failed(e); return; }
+      if (!data.items.length) { results.replaceChildren(el("p", { className: "empty", text: t("inbox_empty") })); return; }
+      results.replaceChildren(el("table", { className: "grid", id: "inbox-table" },
+        el("thead", {}, el("tr", {}, [t("question"), t("language"), t("count"), t("examples"), t("first_seen"), t("last_seen"), ""].map((h) => el("th", { text: h })))),
+        el("tbody", {}, data.items.map((g) => el("tr", { "data-group": g.id },
+          el("td", { className: "question", text: g.text }), el("td", { text: g.language }), el("td", { className: "count", text: g.count }),
+          el("td", {}, el("ul", { className: "examples" }, g.examples.slice(0, 5).map((x) => el("li", { text: x })))),
+          el("td", { text: when(g.first_seen) }), el("td", { text: when(g.last_seen) }),
+          el("td", { className: "row-actions" },
+            el("button", { type: "button", className: "primary small to-faq", onclick: async () => {
+              try { const draft = await api("POST", `/api/admin/kb/unanswered/${g.id}/draft`, {}); toast(t("drafted")); location.hash = `#/faq/${draft.id}`; }
+              catch (e) { failed(e); }
+            }, text: t("to_faq") }),
+            el("button", { type: "button", className: "small dismiss", onclick: async () => {
+              try { await api("POST", `/api/admin/kb/unanswered/${g.id}/dismiss`); toast(t("dismissed")); load(); } catch (e) { failed(e); }
+            }, text: t("dismiss") })))))));
+    }
+    load();
+  }
+
+  // ------------------------------------------------------------------ accounts (owners)
+  async function usersPage() {
+    const results = el("div", { className: "results" });
+    const form = el("form", { className: "inline-form", id: "user-form", onsubmit: create },
+      el("input", { name: "username", placeholder: t("username"), required: true }),
+      el("input", { name: "display_name", placeholder: t("display_name") }),
+      el("input", { name: "password", type: "password", placeholder: t("password"), required: true, minlength: "10", autocomplete: "new-password" }),
+      el("select", { name: "role" }, el("option", { value: "agent", text: t("agent") }), el("option", { value: "owner", text: t("owner") })),
+      el("button", { type: "submit", className: "primary", text: t("create") }));
+    view(el("h1", { text: t("users") }), el("section", { className: "card" }, el("h2", { text: t("new_user") }), form), results);
+
+    async function create(event) {
+      event.preventDefault();
+      const f = form.elements;
+      try {
+        await api("POST", "/api/admin/users", { username: f.username.value.trim(), display_name: f.display_name.value.trim(),
+                                                password: f.password.value, role: f.role.value });
+        form.reset(); toast(t("created")); load();
+      } catch (e) { failed(e); }
+    }
+    async function load() {
+      let data;
+      try { data = await api("GET", "/api/admin/users"); } catch (e) { failed(e); return; }
+      results.replaceChildren(el("table", { className: "grid", id: "users-table" },
+        el("thead", {}, el("tr", {}, [t("username"), t("display_name"), t("role"), t("status"), t("last_login"), ""].map((h) => el("th", { text: h })))),
+        el("tbody", {}, data.items.map((u) => el("tr", {},
+          el("td", { text: u.username }), el("td", { text: u.display_name }), el("td", { text: t(u.role) }),
+          el("td", { text: u.active ? t("active") : t("disabled") }), el("td", { text: when(u.last_login_at) }),
+          el("td", {}, u.id !== state.me.id && el("button", { type: "button", className: "small", onclick: async () => {
+            try { await api("PATCH", `/api/admin/users/${u.id}`, { active: !u.active }); load(); } catch (e) { failed(e); }
+          }, text: u.active ? t("disabled") : t("active") })))))));
+    }
+    load();
+  }
+
+  // ------------------------------------------------------------------ shell and routing
+  const ROUTES = [
+    [/^#\/faq\/(new|\d+)$/, (m) => faqEdit(m[1]), "faq"],
+    [/^#\/unanswered$/, unansweredPage, "unanswered"],
+    [/^#\/users$/, usersPage, "users"],
+    [/^#\/faq$/, faqList, "faq"],
+  ];
+
+  function route() {
+    const hash = location.hash || "#/faq";
+    for (const [pattern, page, tab] of ROUTES) {
+      const match = hash.match(pattern);
+      if (match) {
+        document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("current", a.dataset.page === tab));
+        page(match);
+        return;
+      }
+    }
+    location.hash = "#/faq";
+  }
+
+  async function consolePage() {
+    try { state.me = await api("GET", "/api/admin/auth/me", undefined, { loginAttempt: true }); }
+    catch (e) { location.href = "/admin/login"; return; }
+    i18n.apply(document);
+    document.querySelectorAll("[data-role]").forEach((a) => { a.hidden = a.dataset.role === "owner" && !isOwner(); });
+    document.getElementById("who").textContent = `${state.me.display_name} · ${t(state.me.role)}`;
+    document.getElementById("logout").addEventListener("click", async () => {
+      try { await api("POST", "/api/admin/auth/logout"); } finally { location.href = "/admin/login"; }
+    });
+    window.addEventListener("hashchange", route);
+    route();
+  }
+
+  document.querySelectorAll(".lang-switch").forEach((button) => button.addEventListener("click", () => {
+    i18n.set(i18n.lang === "zh" ? "en" : "zh");
+    i18n.apply(document);
+    if (state.me) {
+      document.getElementById("who").textContent = `${state.me.display_name} · ${t(state.me.role)}`;
+      route();
+    }
+  }));
+
+  if (document.body.classList.contains("login-page")) loginPage();
+  else consolePage();
+})();

@@ -1,0 +1,78 @@
+// The console's words in Chinese and English. window.kefuI18n.t("key") picks the chosen language.
+(function () {
+  "use strict";
+  const WORDS = {
+    zh: {
+      title: "kefu 客服 · 商家后台", login: "登录", username: "用户名", password: "密码",
+      login_failed: "用户名或密码错误", logout: "退出", faq: "知识库", unanswered: "未解答问题",
+      users: "账号", owner: "店主", agent: "客服", search: "搜索问题、答案、标签…", any_language: "全部语言",
+      any_status: "全部状态", any_category: "全部分类", draft: "草稿", published: "已发布", new_faq: "新建问答",
+      import: "批量导入", export_csv: "导出 CSV", export_xlsx: "导出 Excel", key: "标识", category: "分类",
+      tags: "标签（逗号分隔）", status: "状态", version: "版本", updated: "更新时间", question: "问题",
+      questions_zh: "中文问法（每行一个）", questions_en: "英文问法（每行一个）", answer_zh: "中文答案",
+      answer_en: "英文答案", save: "保存草稿", publish: "发布", unpublish: "撤回", delete: "删除",
+      confirm_delete: "确定删除这条问答？", preview: "试问机器人", ask: "提问", preview_hint: "输入顾客可能的问法",
+      history: "版本历史", restore: "恢复此版本", author: "作者", action: "操作", no_results: "没有符合条件的问答",
+      saved: "已保存", published_ok: "已发布，顾客现在可以问到它了", unpublished_ok: "已撤回",
+      restored: "已恢复到所选版本", deleted: "已删除", conflict: "别人刚改过这条问答，请刷新后再改",
+      answered: "机器人的回答", not_answered: "机器人答不上来（低于置信度阈值）", confidence: "置信度",
+      sources: "引用", passages: "检索到的段落", back: "返回列表", edit_faq: "编辑问答",
+      count: "次数", first_seen: "首次", last_seen: "最近", examples: "问法", to_faq: "转为问答",
+      dismiss: "忽略", inbox_empty: "没有待处理的问题", language: "语言", drafted: "已生成草稿，请补充答案后发布",
+      dismissed: "已忽略", import_title: "批量导入问答（CSV / Excel / JSONL）", choose_file: "选择文件",
+      publish_all: "导入后直接发布", do_import: "导入", import_ok: "导入完成", import_failed: "文件有错误，未导入任何内容",
+      row: "行", column: "列", reason: "原因", cancel: "取消", forbidden: "当前账号无权执行此操作",
+      only_owner: "只有店主可以修改知识库", error: "出错了", role: "角色", active: "启用", disabled: "停用",
+      new_user: "新建账号", display_name: "显示名称", create: "创建", last_login: "最近登录",
+      created: "已创建", language_switch: "English", total: "共", items: "条", too_many: "尝试次数过多",
+      session_expired: "登录已过期，请重新登录", diff: "改动",
+    },
+    en: {
+      title: "kefu · merchant console", login: "Log in", username: "Username", password: "Password",
+      login_failed: "Wrong username or password", logout: "Log out", faq: "Knowledge base",
+      unanswered: "Unanswered", users: "Accounts", owner: "Owner", agent: "Agent",
+      search: "Search questions, answers, tags…", any_language: "Any language", any_status: "Any status",
+      any_category: "Any category", draft: "Draft", published: "Published", new_faq: "New FAQ", import: "Import",
+      export_csv: "Export CSV", export_xlsx: "Export Excel", key: "Key", category: "Category",
+      tags: "Tags (comma separated)", status: "Status", version: "Version", updated: "Updated", question: "Question",
+      questions_zh: "Chinese questions (one per line)", questions_en: "English questions (one per line)",
+      answer_zh: "Chinese answer", answer_en: "English answer", save: "Save draft", publish: "Publish",
+      unpublish: "Unpublish", delete: "Delete", confirm_delete: "Delete this FAQ?", preview: "Ask the bot",
+      ask: "Ask", preview_hint: "Type a question a shopper might ask", history: "Version history",
+      restore: "Restore this version", author: "Author", action: "Action", no_results: "No FAQ matches",
+      saved: "Saved", published_ok: "Published: shoppers can ask it now", unpublished_ok: "Unpublished",
+      restored: "Restored the chosen version", deleted: "Deleted",
+      conflict: "Someone changed this FAQ meanwhile; reload it and edit again", answered: "The bot's answer",
+      not_answered: "The bot cannot answer (below the confidence threshold)", confidence: "Confidence",
+      sources: "Sources", passages: "Passages found", back: "Back to the list", edit_faq: "Edit FAQ",
+      count: "Count", first_seen: "First seen", last_seen: "Last seen", examples: "Asked as", to_faq: "Make an FAQ",
+      dismiss: "Dismiss", inbox_empty: "Nothing waiting", language: "Language",
+      drafted: "Draft created: write the answer, then publish", dismissed: "Dismissed",
+      import_title: "Import FAQs (CSV / Excel / JSONL)", choose_file: "Choose a file", publish_all: "Publish on import",
+      do_import: "Import", import_ok: "Imported", import_failed: "The file has errors; nothing was imported",
+      row: "Row", column: "Column", reason: "Reason", cancel: "Cancel",
+      forbidden: "This account may not do that", only_owner: "Only owners can change the knowledge base",
+      error: "Something went wrong", role: "Role", active: "Active", disabled: "Disabled", new_user: "New account",
+      display_name: "Display name", create: "Create", last_login: "Last login", created: "Created",
+      language_switch: "中文", total: "", items: "entries", too_many: "Too many attempts",
+      session_expired: "Your session ended; please log in again", diff: "Changes",
+    },
+  };
+  function initial() {
+    const saved = localStorage.getItem("kefu-console-lang");
+    if (saved === "zh" || saved === "en") return saved;
+    return (navigator.language || "zh").toLowerCase().startsWith("zh") ? "zh" : "en";
+  }
+  let lang = initial();
+  window.kefuI18n = {
+    get lang() { return lang; },
+    set(value) { lang = value === "en" ? "en" : "zh"; localStorage.setItem("kefu-console-lang", lang); },
+    t(key) { return (WORDS[lang] && WORDS[lang][key]) || WORDS.en[key] || key; },
+    // elements marked data-i18n="key" (text) or data-i18n-placeholder="key"
+    apply(root) {
+      document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+      root.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = this.t(el.dataset.i18n); });
+      root.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = this.t(el.dataset.i18nPlaceholder); });
+    },
+  };
+})();
