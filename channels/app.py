@@ -17,10 +17,12 @@ from assistant.commerce.db import session_factory
 from assistant.commerce.models import Product
 from assistant.settings import Settings
 from channels import pages
+from channels.admin import conversations as admin_conversations
 from channels.admin import routes as admin_routes
 from channels.admin.auth import Access
 from channels.admin.auth import install_error_handler as install_access_errors
 from channels.chat import ChatHub, ChatSession
+from channels.handoff import HandoffDesk
 from channels.photos import PhotoService
 from channels.rasa_client import RasaClient
 from channels.transcripts import TranscriptStore
@@ -37,8 +39,9 @@ def create_app(settings: Settings) -> FastAPI:
     sessions = session_factory(settings.db_url)
     photos = PhotoService(settings, sessions)
     voice = VoiceService(settings, sessions)
-    hub = ChatHub(settings, TranscriptStore(sessions), RasaClient(settings.rasa_url, settings.rasa_timeout_s), photos,
-                  voice)
+    store = TranscriptStore(sessions)
+    desk = HandoffDesk(sessions, store, settings.rasa_url)
+    hub = ChatHub(settings, store, RasaClient(settings.rasa_url, settings.rasa_timeout_s), photos, voice, desk)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -48,9 +51,11 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.rasa.aclose()
 
     app = FastAPI(title="kefu gateway", lifespan=lifespan)
+    app.state.desk = desk  # the live handoff desk (tests drive it directly)
     access = Access(settings, sessions)
     owner, staff = access.require("owner"), access.require("owner", "agent")
     app.include_router(admin_routes.router(access))
+    app.include_router(admin_conversations.router(access, desk, settings.rasa_url))
     app.include_router(kb_api.router(settings, sessions, owner, staff))
     app.include_router(commerce_api.router(settings, sessions, owner, staff))
     kb_api.install_error_handlers(app)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from assistant.settings import Settings
 from channels import protocol
+from channels.handoff import HandoffDesk
 from channels.photos import PhotoError, PhotoService
 from channels.rasa_client import RasaClient, RasaUnavailable
 from channels.transcripts import Stored, TranscriptStore, new_id
@@ -35,6 +36,7 @@ class ChatHub:
     rasa: RasaClient
     photos: PhotoService
     voice: VoiceService
+    desk: HandoffDesk
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, conversation_id: str) -> asyncio.Lock:
@@ -57,6 +59,10 @@ class ChatSession:
                 await self.handle_frame(frame)
         except WebSocketDisconnect:
             log.info("widget disconnected conversation=%s", self.conversation_id)
+        finally:
+            if self.conversation_id:
+                self.hub.desk.widget_left(self.conversation_id, self.ws.send_json)
+
 
     async def handle_frame(self, frame: str) -> None:
         size = len(frame.encode())
@@ -141,7 +147,10 @@ class ChatSession:
         self.language = message.language or self.language
         self.customer_token = message.customer_token or self.customer_token
         conversation_id, existed = await to_thread.run_sync(self.hub.store.open, requested, self.language)
+        if self.conversation_id and self.conversation_id != conversation_id:
+            self.hub.desk.widget_left(self.conversation_id, self.ws.send_json)
         self.conversation_id = conversation_id
+        self.hub.desk.widget_joined(conversation_id, self.ws.send_json)  # an agent's replies reach this socket
         last_seq = message.last_seq if isinstance(message, protocol.Resume) and existed else 0
         await self.ws.send_json({"type": "welcome", "id": new_id("w"), "conversation_id": conversation_id,
                                  "seq": await to_thread.run_sync(self.hub.store.last_seq, conversation_id),
@@ -159,6 +168,11 @@ class ChatSession:
         async with self.hub.lock(conversation_id):
             shopper = await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body, client_id)
             await self.ws.send_json(shopper.wire())
+            status = await to_thread.run_sync(self.hub.desk.status, conversation_id)
+            if status != "bot" and not shopper.duplicate:
+                await self.hub.desk.shopper_message(conversation_id, shopper)
+            if status == "agent":  # a human answers; Rasa is paused
+                return
             if shopper.duplicate:  # resent after a reconnect: replay the answer instead of asking again
                 replies = await to_thread.run_sync(self.hub.store.replies_after, conversation_id, shopper.seq)
                 if replies:
@@ -175,9 +189,10 @@ class ChatSession:
                 return await self.error("upstream_unavailable")
             for kind, reply_body in replies:
                 stored = await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", kind, reply_body)
-                if kind == "handoff":
-                    await to_thread.run_sync(self.hub.store.mark_handoff, conversation_id)
                 await self.ws.send_json(stored.wire())
+                if status == "waiting":
+                    await self.hub.desk.shopper_message(conversation_id, stored)
+            await self.hub.desk.after_bot_turn(conversation_id, replies)
 
     async def error(self, code: str, **detail: Any) -> None:
         zh, en = protocol.ERROR_TEXT[code]

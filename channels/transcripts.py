@@ -89,8 +89,3 @@ class TranscriptStore:
     def last_seq(self, conversation_id: str) -> int:
         with self.sessions() as session:
             return session.get(Conversation, conversation_id).last_seq
-
-    def mark_handoff(self, conversation_id: str) -> None:
-        with self.sessions() as session:
-            session.execute(update(Conversation).where(Conversation.id == conversation_id).values(handoff=True))
-            session.commit()

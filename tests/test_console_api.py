@@ -50,9 +50,14 @@ ACCESS = {
     ("GET", "/api/admin/commerce/returns"): "staff",
     ("GET", "/api/admin/commerce/returns/{rma_no}"): "staff",
     ("GET", "/api/admin/commerce/photos/{photo_id}"): "staff",
+    ("GET", "/api/admin/handoff/queue"): "staff",
+    ("GET", "/api/admin/conversations/{conversation_id}"): "staff",
+    ("POST", "/api/admin/conversations/{conversation_id}/take"): "staff",
+    ("POST", "/api/admin/conversations/{conversation_id}/release"): "staff",
+    ("POST", "/api/admin/conversations/{conversation_id}/messages"): "staff",
 }
 PATH_VALUES = {"{user_id}": "999999", "{faq_id}": "999999", "{group_id}": "999999", "{sku}": "NOPE",
-               "{rma_no}": "RMA-NOPE", "{photo_id}": "nope"}
+               "{rma_no}": "RMA-NOPE", "{photo_id}": "nope", "{conversation_id}": "c_nope"}
 
 
 @pytest.fixture()

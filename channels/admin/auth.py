@@ -86,7 +86,7 @@ class Access:
         self.settings, self.sessions = settings, sessions
         self.limiter = LoginLimiter(settings.admin_login_per_minute, settings.admin_login_failures)
 
-    def _resolve(self, token: str) -> Principal | None:
+    def resolve_cookie(self, token: str) -> Principal | None:
         with self.sessions() as session:
             found = accounts.resolve_session(session, token, self.settings.admin_session_idle_h)
             session.commit()
@@ -96,7 +96,7 @@ class Access:
         """The caller, or None. A cookie session is checked for its CSRF token on every write."""
         token = request.cookies.get(COOKIE)
         if token:
-            found = await to_thread.run_sync(self._resolve, token)
+            found = await to_thread.run_sync(self.resolve_cookie, token)
             if found is not None:
                 if request.method not in SAFE_METHODS and not hmac.compare_digest(
                         request.headers.get(CSRF_HEADER, ""), found.csrf_token):

@@ -18,7 +18,7 @@
   var UI = {
     zh: {title: "在线客服", placeholder: "输入消息…", send: "发送", open: "客服", typing: "正在输入…",
          online: "在线", offline: "重新连接中…", coupon: "优惠券", expires: "有效期至", checkout: "去结算",
-         total: "实付", saved: "已优惠", stock: "库存", soldout: "缺货", order: "订单", handoff: "已为您转接人工客服",
+         total: "实付", saved: "已优惠", stock: "库存", soldout: "缺货", order: "订单", handoff: "已为您转接人工客服", agentAnswering: "人工客服 · ",
          min: "满", off: "减", source: "来源", photo: "发送照片", sentPhoto: "您发送的照片", rma: "售后单", replacement: "换新",
          refund: "退款", "return": "退货", tooBig: "照片太大了，正在压缩…", hold: "按住说话", release: "松开发送，移开取消",
          tooShort: "说话时间太短", cancelled: "已取消发送", noMic: "这个浏览器不能录音，请打字", micDenied: "没有麦克风权限，请打字或在浏览器设置里允许",
@@ -26,7 +26,7 @@
     en: {title: "Customer service", placeholder: "Type a message…", send: "Send", open: "Chat", typing: "typing…",
          online: "online", offline: "reconnecting…", coupon: "Coupon", expires: "Expires", checkout: "Checkout",
          total: "Total", saved: "Saved", stock: "In stock", soldout: "Sold out", order: "Order",
-         handoff: "Connecting you to a human agent", min: "on orders over", off: "off", source: "Source",
+         handoff: "Connecting you to a human agent", agentAnswering: "Human agent · ", min: "on orders over", off: "off", source: "Source",
          photo: "Send a photo", sentPhoto: "Your photo", rma: "Return", replacement: "Replacement", refund: "Refund", "return": "Return",
          tooBig: "That photo is large; shrinking it…", hold: "Hold to talk", release: "Release to send, slide away to cancel",
          tooShort: "That was too short", cancelled: "Voice message cancelled", noMic: "This browser cannot record; please type",
@@ -249,7 +249,19 @@
     var node;
     switch (msg.type) {
       case "text":
+        if (msg.sender === "agent") {  // a human answers: the shopper sees who
+          node = el("div", "kefu-msg kefu-bot kefu-agent");
+          node.appendChild(el("div", "kefu-agent-name", msg.agent_name));
+          node.appendChild(document.createTextNode(msg.text));
+          log.appendChild(node);
+          status.textContent = UI.agentAnswering + msg.agent_name;
+          break;
+        }
         node = bubble(msg.sender === "shopper" ? "kefu-shopper" : "kefu-bot", msg.text); break;
+      case "agent_joined":
+        node = bubble("kefu-system kefu-agent-joined", msg.text); status.textContent = UI.agentAnswering + msg.agent_name; break;
+      case "agent_left":
+        node = bubble("kefu-system kefu-agent-left", msg.text); status.textContent = UI.online; break;
       case "image":
         node = el("div", "kefu-msg kefu-shopper kefu-photo");
         var photo = el("img"); photo.src = origin + msg.url; photo.alt = UI.sentPhoto; photo.loading = "lazy";

@@ -321,12 +321,10 @@ class PhoneCall:
             spoken = []
             for kind, reply_body in replies:
                 await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", kind, reply_body)
-                if kind == "handoff":
-                    await to_thread.run_sync(self.hub.store.mark_handoff, conversation_id)
-                    log.info("call handed to an agent conversation=%s", conversation_id)
                 text = speakable(kind, reply_body, language)
                 if text:
                     spoken.append(text)
+            await self.hub.desk.after_bot_turn(conversation_id, replies)  # a human: the agents' inbox, with the number
         if spoken:
             await self.speak(" ".join(spoken), language)
 

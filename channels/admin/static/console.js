@@ -198,9 +198,9 @@
       field("category", t("category"), input("category", entry.category)),
       field("tags", t("tags"), input("tags", entry.tags.join(", "))),
       el("div", { className: "two" },
-        el("div", {}, field("questions_zh", t("questions_zh"), area("questions_zh", entry.questions_zh.join("\n"), 5)),
+        el("div", {}, field("questions_zh", t("questions_zh"), area("questions_zh", entry.questions_zh.join("\n"), 8)),
           field("answer_zh", t("answer_zh"), area("answer_zh", entry.answer_zh, 6))),
-        el("div", {}, field("questions_en", t("questions_en"), area("questions_en", entry.questions_en.join("\n"), 5)),
+        el("div", {}, field("questions_en", t("questions_en"), area("questions_en", entry.questions_en.join("\n"), 8)),
           field("answer_en", t("answer_en"), area("answer_en", entry.answer_en, 6)))));
     const problems = el("p", { className: "form-error", id: "faq-error", role: "alert", hidden: true });
 
@@ -233,8 +233,9 @@
     const buttons = el("div", { className: "actions" },
       el("a", { href: "#/faq", className: "button", text: t("back") }),
       !readOnly && el("button", { type: "button", id: "save", className: "primary",
-        onclick: async () => { if (await save()) { toast(t("saved")); render(); } }, text: t("save") }),
-      !readOnly && el("button", { type: "button", id: "publish",
+        onclick: async () => { if (await save()) { toast(entry.status === "published" ? t("published_ok") : t("saved")); render(); } },
+        text: entry.status === "published" ? t("save_live") : t("save") }),
+      !readOnly && entry.status !== "published" && el("button", { type: "button", id: "publish",
         onclick: async () => { if (await save()) await act("publish", t("published_ok")); }, text: t("publish") }),
       !readOnly && entry.id && entry.status === "published" && el("button", { type: "button", id: "unpublish",
         onclick: () => act("unpublish", t("unpublished_ok")), text: t("unpublish") }),
@@ -329,6 +330,119 @@
     load();
   }
 
+  // ------------------------------------------------------------------ live conversations (agents)
+  const live = { queue: [], socket: null, listeners: new Set() };
+
+  function connectLive() {
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/agent`;
+    const socket = new WebSocket(url);
+    live.socket = socket;
+    socket.onmessage = (event) => {
+      const data = JSON.parse(event.data);
+      if (data.type === "queue") {
+        const before = new Set(live.queue.filter((c) => c.status === "waiting").map((c) => c.id));
+        live.queue = data.conversations;
+        const waiting = live.queue.filter((c) => c.status === "waiting");
+        const badge = document.getElementById("queue-count");
+        badge.textContent = waiting.length ? String(waiting.length) : "";
+        badge.hidden = !waiting.length;
+        if (waiting.some((c) => !before.has(c.id))) toast(t("new_handoff"));
+      }
+      live.listeners.forEach((listener) => listener(data));
+    };
+    socket.onclose = () => { live.socket = null; setTimeout(connectLive, 2000); };  // reconnect; the queue is resent
+    setInterval(() => { if (socket.readyState === 1) socket.send("ping"); }, 25000);
+  }
+
+  function reasonText(reason) {
+    const label = t(`reason_${reason}`);
+    return label.startsWith("reason_") ? reason || "" : label;
+  }
+
+  function messageNode(m) {
+    const who = m.sender === "agent" ? m.agent_name : m.sender === "shopper" ? t("shopper") : m.sender === "bot" ? t("bot") : "";
+    let text = m.text || "";
+    if (!text && m.type === "product_cards") text = (m.products || []).map((p) => p.name).join(" / ");
+    if (!text && m.type === "image") text = `[${t("photo")}]`;
+    if (!text && m.type === "handoff") text = `[${t("handoff_requested")}: ${m.reason || ""}]`;
+    if (!text) text = `[${m.type}]`;
+    return el("div", { className: `line ${m.sender}`, "data-seq": m.seq },
+      who && el("span", { className: "line-who", text: who }), el("span", { className: "line-text", text }));
+  }
+
+  async function inboxPage(match) {
+    const selected = match && match[1];
+    const list = el("div", { className: "queue", id: "queue" });
+    const pane = el("div", { className: "chat-pane", id: "chat-pane" },
+      el("p", { className: "empty", text: t("pick_conversation") }));
+    view(el("h1", { text: t("inbox") }), el("div", { className: "inbox" }, list, pane));
+
+    function drawQueue() {
+      if (!live.queue.length) { list.replaceChildren(el("p", { className: "empty", text: t("queue_empty") })); return; }
+      list.replaceChildren(...live.queue.map((c) => el("a", {
+        href: `#/inbox/${c.id}`, className: `queue-item ${c.status}${c.id === selected ? " current" : ""}`, "data-conversation": c.id },
+        el("div", {}, el("b", { text: c.status === "waiting" ? t("waiting") : `${t("answering")}: ${c.agent_name}` })),
+        el("div", { className: "muted", text: `${reasonText(c.reason)} · ${c.channel}${c.caller ? " " + c.caller : ""} · ${c.language}` }),
+        el("div", { className: "muted", text: when(c.requested_at) }))));
+    }
+
+    let current = null;
+    async function drawConversation() {
+      if (!selected) return;
+      let data;
+      try { data = await api("GET", `/api/admin/conversations/${selected}`); } catch (e) { failed(e); return; }
+      current = data.conversation;
+      const transcript = el("div", { className: "transcript", id: "transcript" }, data.messages.map(messageNode));
+      const mine = current.status === "agent" && current.agent_user_id === state.me.id;
+      const input = el("textarea", { id: "agent-text", rows: 2, placeholder: t("reply_hint"), disabled: !mine });
+      const send = async (event) => {
+        event.preventDefault();
+        const text = input.value.trim();
+        if (!text) return;
+        try { await api("POST", `/api/admin/conversations/${selected}/messages`, { text }); input.value = ""; } catch (e) { failed(e); }
+      };
+      input.addEventListener("keydown", (event) => { if (event.key === "Enter" && !event.shiftKey) send(event); });
+      const actions = el("div", { className: "actions" },
+        !mine && el("button", { type: "button", id: "take-over", className: "primary", onclick: async () => {
+          try { await api("POST", `/api/admin/conversations/${selected}/take`); drawConversation(); } catch (e) { failed(e); }
+        }, text: t("take_over") }),
+        mine && el("button", { type: "button", id: "hand-back", onclick: async () => {
+          try { await api("POST", `/api/admin/conversations/${selected}/release`); drawConversation(); } catch (e) { failed(e); }
+        }, text: t("hand_back") }));
+      const orders = el("section", { className: "card orders", id: "shopper-orders" }, el("h2", { text: t("orders") }),
+        data.orders.length ? data.orders.map((o) => el("div", { className: "order" },
+          el("b", { text: o.order_no }), ` · ${o.status} · ¥${o.total_yuan.toFixed(2)} · ${when(o.created_at)}`,
+          el("ul", {}, o.items.map((i) => el("li", { text: `${i18n.lang === "zh" ? i.name : i.name_en} (${i.variant}) ×${i.quantity}` })))))
+          : el("p", { className: "muted", text: t("no_orders") }));
+      pane.replaceChildren(el("div", { className: "chat-main" },
+        el("div", { className: "title-row" }, el("h2", { text: `${t("conversation")} ${current.id}` }),
+          el("span", { className: `badge ${current.status}`, id: "conversation-status", text: t("status_" + current.status) })),
+        transcript, el("form", { className: "reply", onsubmit: send }, input,
+          el("button", { type: "submit", id: "agent-send", className: "primary", disabled: !mine, text: t("send") })), actions), orders);
+      transcript.scrollTop = transcript.scrollHeight;
+    }
+
+    const listener = (event) => {
+      if (!document.getElementById("queue")) { live.listeners.delete(listener); return; }
+      if (event.type === "queue") {
+        drawQueue();
+        const fresh = live.queue.find((c) => c.id === selected);
+        const status = fresh ? fresh.status : "bot";
+        if (current && (status !== current.status || (fresh && fresh.agent_user_id !== current.agent_user_id))) drawConversation();
+      }
+      if (event.type === "message" && event.conversation_id === selected) {
+        const transcript = document.getElementById("transcript");
+        if (transcript && !transcript.querySelector(`[data-seq="${event.message.seq}"]`)) {
+          transcript.append(messageNode(event.message));
+          transcript.scrollTop = transcript.scrollHeight;
+        }
+      }
+    };
+    live.listeners.add(listener);
+    drawQueue();
+    drawConversation();
+  }
+
   // ------------------------------------------------------------------ accounts (owners)
   async function usersPage() {
     const results = el("div", { className: "results" });
@@ -366,6 +480,7 @@
 
   // ------------------------------------------------------------------ shell and routing
   const ROUTES = [
+    [/^#\/inbox(?:\/([A-Za-z0-9_-]+))?$/, inboxPage, "inbox"],
     [/^#\/faq\/(new|\d+)$/, (m) => faqEdit(m[1]), "faq"],
     [/^#\/unanswered$/, unansweredPage, "unanswered"],
     [/^#\/users$/, usersPage, "users"],
@@ -395,6 +510,8 @@
       try { await api("POST", "/api/admin/auth/logout"); } finally { location.href = "/admin/login"; }
     });
     window.addEventListener("hashchange", route);
+    connectLive();
+    if (!location.hash) location.hash = isOwner() ? "#/faq" : "#/inbox";
     route();
   }
 

@@ -1,0 +1,126 @@
+"""Agents' routes for live conversations: the handoff queue, one conversation with its transcript
+and the shopper's orders, take over / hand back / reply, and ``/ws/agent`` that pushes it all live."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assistant.commerce.models import Conversation, Order, TranscriptMessage
+from channels.admin.accounts import Principal
+from channels.admin.auth import COOKIE, Access, AccessError
+from channels.handoff import HandoffDesk, HandoffError, for_agents
+from channels.transcripts import Stored
+
+log = logging.getLogger("kefu.gateway.agents")
+HANDOFF_STATUS = {"not_found": 404, "taken": 409, "not_yours": 409, "not_live": 409, "not_waiting": 409}
+ORDERS_SHOWN = 5
+
+
+class AgentReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=2000)
+
+
+def shopper_orders(session: Session, slots: dict[str, Any]) -> list[dict[str, Any]]:
+    """The orders of the shopper behind a conversation: the logged-in customer (signed token), or
+    the owner of the order the shopper verified with their phone digits. Nothing otherwise."""
+    customer_id = slots.get("customer_id")
+    if customer_id is None and slots.get("verified_order"):
+        order = session.scalar(select(Order).where(Order.order_no == str(slots["verified_order"])))
+        customer_id = order.customer_id if order else None
+    if customer_id is None:
+        return []
+    rows = session.scalars(select(Order).where(Order.customer_id == int(customer_id))
+                           .order_by(Order.created_at.desc()).limit(ORDERS_SHOWN)).all()
+    return [{"order_no": o.order_no, "status": o.status, "created_at": o.created_at.isoformat(),
+             "total_yuan": o.total / 100, "carrier": o.carrier, "tracking_no": o.tracking_no,
+             "items": [{"name": i.variant.product.name_zh, "name_en": i.variant.product.name_en,
+                        "variant": f"{i.variant.color_zh} / {i.variant.size}", "quantity": i.quantity}
+                       for i in o.items]} for o in rows]
+
+
+def router(access: Access, desk: HandoffDesk, rasa_url: str) -> APIRouter:
+    staff = access.require("owner", "agent")
+    api = APIRouter(tags=["conversations"])
+
+    async def guarded(work):  # type: ignore[no-untyped-def]
+        try:
+            return await work
+        except HandoffError as error:
+            raise AccessError(HANDOFF_STATUS.get(error.code, 400), error.code, error.message) from error
+
+    async def rasa_slots(conversation_id: str) -> dict[str, Any]:
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                response = await client.get(f"{rasa_url.rstrip('/')}/conversations/{conversation_id}/tracker",
+                                            params={"include_events": "NONE"})
+                response.raise_for_status()
+                return response.json().get("slots") or {}
+        except (httpx.HTTPError, ValueError):
+            log.info("rasa tracker not reachable for conversation=%s", conversation_id)
+            return {}
+
+    @api.get("/api/admin/handoff/queue", dependencies=[Depends(staff)])
+    async def queue() -> dict:
+        return {"items": await to_thread.run_sync(desk.queue)}
+
+    @api.get("/api/admin/conversations/{conversation_id}", dependencies=[Depends(staff)])
+    async def conversation(conversation_id: str) -> dict:
+        slots = await rasa_slots(conversation_id)
+
+        def work() -> dict:
+            with access.sessions() as session:
+                row = session.get(Conversation, conversation_id)
+                if row is None:
+                    raise AccessError(404, "not_found", f"no conversation {conversation_id!r}")
+                messages = session.scalars(select(TranscriptMessage).where(
+                    TranscriptMessage.conversation_id == conversation_id).order_by(TranscriptMessage.seq)).all()
+                return {"conversation": desk.conversation_summary(conversation_id),
+                        "messages": [for_agents(Stored(m.id, m.seq, m.sender, m.type, m.body)) for m in messages],
+                        "orders": shopper_orders(session, slots)}
+        return await to_thread.run_sync(work)
+
+    @api.post("/api/admin/conversations/{conversation_id}/take")
+    async def take(conversation_id: str, who: Principal = Depends(staff)) -> dict:
+        return await guarded(desk.take(conversation_id, who))
+
+    @api.post("/api/admin/conversations/{conversation_id}/release")
+    async def release(conversation_id: str, who: Principal = Depends(staff)) -> dict:
+        return await guarded(desk.release(conversation_id, who))
+
+    @api.post("/api/admin/conversations/{conversation_id}/messages", status_code=201)
+    async def reply(conversation_id: str, request: Request, who: Principal = Depends(staff)) -> dict:
+        data = AgentReply.model_validate_json(await request.body())
+        return await guarded(desk.say(conversation_id, who, data.text.strip()))
+
+    @api.websocket("/ws/agent")
+    async def agent_socket(websocket: WebSocket) -> None:
+        """Live events for a console: {"type": "queue", "conversations": [...]} whenever the queue
+        changes, {"type": "message", "conversation_id", "message"} for every message of a queued
+        conversation. Needs the console's session cookie and a same-origin page."""
+        origin, host = websocket.headers.get("origin", ""), websocket.headers.get("host", "")
+        token = websocket.cookies.get(COOKIE)
+        who = await to_thread.run_sync(access.resolve_cookie, token) if token else None
+        if who is None or origin.split("://", 1)[-1] != host:
+            await websocket.close(code=4401)  # before accept: the handshake is refused
+            return
+        await websocket.accept()
+        push = websocket.send_json
+        await desk.agent_joined(push)
+        try:
+            while True:
+                await websocket.receive_text()  # pings; everything the agent does goes through the API
+        except WebSocketDisconnect:
+            pass
+        finally:
+            desk.agent_left(push)
+
+    return api

@@ -1,0 +1,166 @@
+"""The merchant console in headless Chromium against the real stack: log in, write and publish an FAQ
+in Chinese that a shopper then gets in the widget, turn a question the bot could not answer into an
+FAQ, an agent who cannot publish, and anonymous visitors sent to the login page."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from assistant.commerce.db import session_factory
+from channels.admin import accounts
+from tests.test_browser import ANSWER_TIMEOUT_MS, browser, microphone, send  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+OWNER = ("test-owner", "owner password 123", "店主老李")
+AGENT = ("test-agent", "agent password 123", "客服小王")
+
+
+@pytest.fixture(scope="module")
+def console_users(stack) -> None:
+    """An owner and an agent in the stack's database (what `kefu admin create-user` does)."""
+    with session_factory(stack.settings.db_url)() as session:
+        for username, password, name in (OWNER, AGENT):
+            role = "owner" if username == OWNER[0] else "agent"
+            try:
+                accounts.create_user(session, username, password, role, name)
+            except accounts.AccountError:  # the module ran before in this session
+                pass
+        session.commit()
+
+
+def log_in(browser: Browser, stack, who: tuple[str, str, str], lang: str = "zh") -> Page:
+    page = browser.new_page(viewport={"width": 1366, "height": 850}, locale="zh-CN" if lang == "zh" else "en-US")
+    page.goto(stack.gateway + "/admin")
+    expect(page).to_have_url(re.compile(r"/admin/login$"))
+    page.fill("#username", who[0])
+    page.fill("#password", who[1])
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#who")).to_contain_text(who[2], timeout=15_000)
+    return page
+
+
+def shopper_asks(browser: Browser, stack, text: str, lang: str = "zh") -> Page:
+    """Another browser context: a shopper with no console cookie, in the storefront's widget."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN" if lang == "zh" else "en-US")
+    page = context.new_page()
+    page.goto(stack.gateway + ("/" if lang == "zh" else "/?lang=en"))
+    page.click("#kefu-launcher")
+    expect(page.locator(".kefu-status")).to_have_text("在线" if lang == "zh" else "Online", timeout=ANSWER_TIMEOUT_MS)
+    send(page, text)
+    return page
+
+
+def bot_texts(page: Page) -> str:
+    return "\n".join(page.locator(".kefu-log .kefu-bot").all_inner_texts())
+
+
+def test_anonymous_visitors_are_sent_to_log_in(stack, browser, console_users, output_dir):
+    page = browser.new_page()
+    page.goto(stack.gateway + "/admin#/faq")
+    expect(page).to_have_url(re.compile(r"/admin/login$"))
+    expect(page.locator("#login-form")).to_be_visible()
+    page.fill("#username", OWNER[0])
+    page.fill("#password", "not the password")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text("用户名或密码错误")
+    page.screenshot(path=str(output_dir / "console-0-login-refused.png"))
+    page.context.close()
+    for path in ("/api/admin/kb/faqs", "/api/admin/kb/unanswered", "/api/admin/users", "/api/admin/commerce/returns"):
+        assert httpx.get(stack.gateway + path).status_code == 401, path
+    assert httpx.post(stack.gateway + "/api/admin/kb/faqs", json={}).status_code == 401
+
+
+def test_owner_publishes_a_chinese_faq_and_a_shopper_gets_it(stack, browser, console_users, output_dir):
+    page = log_in(browser, stack, OWNER)
+    expect(page.locator("#faq-table tbody tr").first).to_be_visible()
+    page.screenshot(path=str(output_dir / "console-1-faq-list.png"))
+    page.click("#new-faq")
+    page.fill("#f-key", "gift_cards")
+    page.fill("#f-category", "payment")
+    page.fill("#f-tags", "礼品卡, gift card")
+    page.fill("#f-questions_zh", "有礼品卡吗\n卖购物卡吗\n可以买电子礼品卡送人吗")
+    page.fill("#f-answer_zh", "有：电子礼品卡面值100元、300元和500元，有效期3年，在“我的-礼品卡”购买后可以转赠好友。")
+    page.fill("#f-questions_en", "do you sell gift cards\ncan I buy a gift card for a friend")
+    page.fill("#f-answer_en", "Yes: e-gift cards of ¥100, ¥300 and ¥500, valid for 3 years; buy them under "
+                              "\"Me > Gift cards\" and send them to a friend.")
+    page.click("#publish")
+    expect(page.locator(".title-row .badge")).to_have_text("已发布", timeout=15_000)
+    expect(page.locator("#history li")).to_have_count(2)  # create, publish
+
+    page.fill("#preview-text", "有没有礼品卡卖")
+    page.click("#preview-ask")
+    expect(page.locator("#preview-answer")).to_contain_text("有效期3年", timeout=30_000)
+    page.screenshot(path=str(output_dir / "console-2-faq-published-preview.png"), full_page=True)
+
+    shopper = shopper_asks(browser, stack, "你们有礼品卡吗")
+    expect(shopper.locator(".kefu-log .kefu-bot", has_text="有效期3年")).to_have_count(1)
+    shopper.screenshot(path=str(output_dir / "console-3-shopper-gets-the-new-faq.png"))
+    shopper.context.close()
+
+    page.goto(stack.gateway + "/admin#/faq")  # the list finds it by its Chinese words
+    page.fill("#faq-search", "电子礼品卡")
+    expect(page.locator("#faq-table tbody tr")).to_have_count(1)
+    expect(page.locator("#faq-table tbody tr").first).to_have_attribute("data-key", "gift_cards")
+    page.close()
+
+
+def test_owner_turns_an_unanswered_question_into_an_faq(stack, browser, console_users, output_dir):
+    question = "你们可以提供上门安装服务吗"
+    shopper = shopper_asks(browser, stack, question)
+    assert "人工" in bot_texts(shopper)  # the bot does not know, and offers a human
+    shopper.context.close()
+
+    page = log_in(browser, stack, OWNER)
+    page.click("a[data-page=unanswered]")
+    row = page.locator("#inbox-table tbody tr", has_text=question)
+    expect(row).to_have_count(1)
+    page.screenshot(path=str(output_dir / "console-4-unanswered-inbox.png"))
+    row.locator(".to-faq").click()
+    expect(page.locator("#f-questions_zh")).to_have_value(re.compile(question))
+    expect(page.locator("#f-answer_zh")).to_have_value("（请填写答案）")
+    page.click("#publish")  # the placeholder answer is refused
+    expect(page.locator("#faq-error")).to_contain_text("write the answer")
+    page.fill("#f-key", "home_installation")
+    page.fill("#f-category", "service")
+    page.fill("#f-answer_zh", "大家电（空调、热水器、洗衣机）提供免费上门安装，签收后48小时内由师傅联系预约。")
+    page.click("#publish")
+    expect(page.locator(".title-row .badge")).to_have_text("已发布", timeout=15_000)
+    page.screenshot(path=str(output_dir / "console-5-unanswered-became-faq.png"), full_page=True)
+    page.click("a[data-page=unanswered]")
+    expect(page.locator("#inbox-table tbody tr", has_text=question)).to_have_count(0)
+    page.close()
+
+    again = shopper_asks(browser, stack, question)
+    expect(again.locator(".kefu-log .kefu-bot", has_text="免费上门安装")).to_have_count(1)
+    again.context.close()
+
+
+def test_an_agent_reads_the_faq_but_cannot_publish(stack, browser, console_users, output_dir):
+    page = log_in(browser, stack, AGENT, lang="en")
+    expect(page.locator("#nav a[data-page=faq]")).to_have_text("Knowledge base")  # an English browser
+    expect(page.locator("a[data-page=unanswered]")).to_be_hidden()
+    expect(page.locator("a[data-page=users]")).to_be_hidden()
+    expect(page.locator("#new-faq")).to_have_count(0)
+    page.locator("#faq-table tbody tr").first.click()
+    expect(page.locator("#f-answer_zh")).to_be_disabled()
+    expect(page.locator("#publish")).to_have_count(0)
+    page.screenshot(path=str(output_dir / "console-6-agent-read-only.png"))
+    # the API refuses even when the page is bypassed, with the page's own CSRF token
+    status = page.evaluate("""async () => {
+        const me = await (await fetch('/api/admin/auth/me')).json();
+        const faqs = await (await fetch('/api/admin/kb/faqs?limit=1')).json();
+        const r = await fetch(`/api/admin/kb/faqs/${faqs.items[0].id}/unpublish`,
+                              {method: 'POST', headers: {'X-CSRF-Token': me.csrf_token}});
+        return r.status;
+    }""")
+    assert status == 403
+    page.click("#logout")
+    expect(page).to_have_url(re.compile(r"/admin/login$"))
+    page.goto(stack.gateway + "/admin")
+    expect(page).to_have_url(re.compile(r"/admin/login$"))
+    page.close()
