@@ -45,3 +45,17 @@ def mask_phone(number: str) -> str:
     if not digits:
         return "-"
     return ("+" if number.strip().startswith("+") else "") + "*" * max(0, len(digits) - 4) + digits[-4:]
+
+
+def contacts(text: str) -> list[tuple[str, str]]:
+    """The phone numbers and emails in ``text``, as (kind, value) in the order written."""
+    found = sorted((e.start, e.entity, str(e.value)) for e in _extractor().extract(text) if e.entity in ("phone", "email"))
+    return [(kind, value) for _, kind, value in found]
+
+
+def mask_contact(value: str) -> str:
+    """A phone number or an email for agents' screens: "+86******5678", "z***@example.com"."""
+    if "@" in value:
+        name, _, domain = value.partition("@")
+        return f"{name[:1]}***@{domain}"
+    return mask_phone(value)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +92,11 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(60.0, gt=0)
     phone_language: Literal["zh", "en"] = "zh"  # the greeting's language when the call does not say
 
+    # when human agents work ("HH:MM-HH:MM", local time of support_timezone); outside them the bot takes
+    # the shopper's phone or email for a call back instead of handing over
+    support_hours: str = Field("09:00-22:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    support_timezone: str = "Asia/Shanghai"
+
     price_protection_payout: Literal["refund", "coupon"] = "refund"  # how a price difference is paid back
     pricing_interval_s: int = 15 * 60  # the pricing engine re-prices this often (kefu pricing serve)
     checkout_ttl_s: int = 30 * 60  # a checkout link expires after 30 minutes
@@ -146,6 +153,16 @@ class Settings(BaseSettings):
     @property
     def nlu_model_path(self) -> Path:
         return self.nlu_model_dir or self.models_dir / "nlu"
+
+    def agents_on_duty(self, now: dt.datetime | None = None) -> bool:
+        """Whether ``now`` (default: this moment) falls in the support hours. A span past midnight
+        ("20:00-02:00") is understood; "00:00-00:00" means around the clock."""
+        local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(ZoneInfo(self.support_timezone))
+        start, end = (dt.time.fromisoformat(part) for part in self.support_hours.split("-"))
+        clock = local.time()
+        if start == end:
+            return True
+        return start <= clock < end if start < end else clock >= start or clock < end
 
     def signing_key(self) -> str:
         return self.secret_key or self._generated("secret.key")

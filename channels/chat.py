@@ -169,6 +169,13 @@ class ChatSession:
             shopper = await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body, client_id)
             await self.ws.send_json(shopper.wire())
             status = await to_thread.run_sync(self.hub.desk.status, conversation_id)
+            if status == "callback" and not shopper.duplicate and isinstance(body.get("text"), str):
+                confirmation = await self.hub.desk.leave_contact(conversation_id, body["text"])
+                if confirmation is not None:
+                    stored = await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", "text",
+                                                      {"text": confirmation})
+                    return await self.ws.send_json(stored.wire())
+                status = "bot"
             if status != "bot" and not shopper.duplicate:
                 await self.hub.desk.shopper_message(conversation_id, shopper)
             if status == "agent":  # a human answers; Rasa is paused
@@ -187,12 +194,13 @@ class ChatSession:
                 replies = await self.hub.rasa.send(conversation_id, text_for_rasa, metadata)
             except RasaUnavailable:
                 return await self.error("upstream_unavailable")
-            for kind, reply_body in replies:
-                stored = await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", kind, reply_body)
+            stored_replies = [await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", kind, reply_body)
+                              for kind, reply_body in replies]
+            await self.hub.desk.after_bot_turn(conversation_id, replies)  # before the shopper reads "leave your phone"
+            for stored in stored_replies:
                 await self.ws.send_json(stored.wire())
                 if status == "waiting":
                     await self.hub.desk.shopper_message(conversation_id, stored)
-            await self.hub.desk.after_bot_turn(conversation_id, replies)
 
     async def error(self, code: str, **detail: Any) -> None:
         zh, en = protocol.ERROR_TEXT[code]

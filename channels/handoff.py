@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.commerce.models import Conversation, utcnow
-from assistant.privacy import mask, mask_phone
+from assistant.privacy import contacts, mask, mask_contact, mask_phone
 from channels.admin.accounts import Principal
 from channels.transcripts import Stored, TranscriptStore
 
@@ -104,7 +104,10 @@ class HandoffDesk:
         """Rasa answered: a handoff payload, or a second "could not answer" in a row, hands the
         conversation over."""
         kinds = [kind for kind, _ in replies]
-        reason = next((body.get("reason") or "requested" for kind, body in replies if kind == "handoff"), None)
+        handoff = next((body for kind, body in replies if kind == "handoff"), None)
+        reason = (handoff.get("reason") or "requested") if handoff is not None else None
+        if handoff is not None and handoff.get("after_hours"):  # the bot asked for a phone or email instead
+            return await self.request(conversation_id, str(reason)[:32], status="callback")
 
         def streak() -> int:
             with self.sessions() as session:
@@ -117,17 +120,43 @@ class HandoffDesk:
         if reason:
             await self.request(conversation_id, str(reason)[:32])
 
-    async def request(self, conversation_id: str, reason: str) -> None:
+    async def request(self, conversation_id: str, reason: str, status: str = "waiting") -> None:
         def work() -> bool:
             with self.sessions() as session:
                 changed = session.execute(update(Conversation).where(
-                    Conversation.id == conversation_id, Conversation.handoff_status == "bot").values(
-                    handoff_status="waiting", handoff_reason=reason, handoff_requested_at=utcnow(), handoff=True))
+                    Conversation.id == conversation_id, Conversation.handoff_status.in_(("bot", "callback"))).values(
+                    handoff_status=status, handoff_reason=reason, handoff_requested_at=utcnow(), handoff=True))
                 session.commit()
-                return changed.rowcount > 0
+                return changed.rowcount > 0  # type: ignore[attr-defined]
         if await to_thread.run_sync(work):
-            log.info("handoff requested conversation=%s reason=%s", conversation_id, reason)
-            await self._queue_changed()
+            log.info("handoff requested conversation=%s reason=%s status=%s", conversation_id, reason, status)
+            if status == "waiting":
+                await self._queue_changed()
+
+    async def leave_contact(self, conversation_id: str, text: str) -> str | None:
+        """After hours, the shopper's answer to "leave your phone or email": with one in it, the
+        conversation joins the agents' queue for a call back and the shopper gets a confirmation;
+        without, the shopper has moved on (None: the bot answers as usual)."""
+        found = contacts(text)
+
+        def work() -> str:
+            with self.sessions() as session:
+                row = session.get(Conversation, conversation_id)
+                if found:
+                    row.callback_contact = found[0][1][:128]
+                    row.handoff_status, row.handoff_reason, row.handoff_requested_at = "waiting", "callback", utcnow()
+                else:
+                    row.handoff_status = "bot"
+                session.commit()
+                return row.language
+        language = await to_thread.run_sync(work)
+        if not found:
+            return None
+        log.info("call back requested conversation=%s contact=%s", conversation_id, mask_contact(found[0][1]))
+        await self._queue_changed()
+        shown = mask_contact(found[0][1])
+        return (f"好的，已记下您的联系方式（{shown}），客服上班后会第一时间联系您。" if language == "zh" else
+                f"Thank you: we have your contact ({shown}); an agent will get in touch as soon as they are back.")
 
     async def shopper_message(self, conversation_id: str, stored: Stored) -> None:
         """Every stored message of a conversation in the queue reaches the agents' consoles."""
@@ -229,7 +258,8 @@ def summary(row: Conversation) -> dict[str, Any]:
             "channel": row.channel, "agent_name": row.agent_name, "agent_user_id": row.agent_user_id,
             "requested_at": row.handoff_requested_at.isoformat() if row.handoff_requested_at else None,
             "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
-            "last_seq": row.last_seq, "caller": mask_phone(row.caller_phone) if row.caller_phone else None}
+            "last_seq": row.last_seq, "caller": mask_phone(row.caller_phone) if row.caller_phone else None,
+            "contact": mask_contact(row.callback_contact) if row.callback_contact else None}
 
 
 def for_agents(stored: Stored) -> dict[str, Any]:

@@ -164,3 +164,52 @@ def test_an_agent_reads_the_faq_but_cannot_publish(stack, browser, console_users
     page.goto(stack.gateway + "/admin")
     expect(page).to_have_url(re.compile(r"/admin/login$"))
     page.close()
+
+
+def test_agent_takes_over_a_conversation_live_and_hands_it_back(stack, browser, console_users, output_dir):
+    from tests.test_chat_e2e import an_order
+
+    order_no, digits = an_order(stack, "shipped", "zh")
+    agent = log_in(browser, stack, AGENT)
+    agent.click("a[data-page=inbox]")
+    expect(agent).to_have_url(re.compile(r"#/inbox$"))
+
+    shopper = shopper_asks(browser, stack, "帮我查下订单")  # the shopper proves who they are first
+    send(shopper, order_no)
+    send(shopper, digits)
+    expect(shopper.locator(".kefu-order")).to_contain_text(order_no, timeout=ANSWER_TIMEOUT_MS)
+    send(shopper, "转人工")
+    expect(shopper.locator(".kefu-log")).to_contain_text("人工客服")
+
+    waiting = agent.locator(".queue-item.waiting")  # pushed to the console live, no reload
+    expect(waiting).to_have_count(1, timeout=15_000)
+    expect(agent.locator("#queue-count")).to_have_text("1")
+    waiting.click()
+    expect(agent.locator("#transcript")).to_contain_text("转人工")
+    expect(agent.locator("#shopper-orders")).to_contain_text(order_no)  # the verified shopper's orders
+    agent.click("#take-over")
+    expect(agent.locator("#conversation-status")).to_have_text("人工服务中")
+    expect(shopper.locator(".kefu-agent-joined")).to_contain_text(AGENT[2])
+    expect(shopper.locator(".kefu-status")).to_contain_text(AGENT[2])
+
+    agent.fill("#agent-text", "您好，我是客服小王，订单我看到了，马上帮您催一下快递。")
+    agent.click("#agent-send")
+    reply = shopper.locator(".kefu-agent").last
+    expect(reply).to_contain_text("马上帮您催一下快递", timeout=15_000)
+    expect(reply.locator(".kefu-agent-name")).to_have_text(AGENT[2])
+
+    shopper.fill(".kefu-input", "好的谢谢，麻烦快点")  # goes to the agent, not the bot
+    shopper.click(".kefu-send")
+    expect(agent.locator("#transcript")).to_contain_text("麻烦快点", timeout=15_000)
+    agent.screenshot(path=str(output_dir / "console-7-agent-live-chat.png"), full_page=True)
+    shopper.screenshot(path=str(output_dir / "console-8-shopper-talks-to-agent.png"))
+    shopper.wait_for_timeout(1500)
+    assert "麻烦快点" not in bot_texts(shopper)  # the bot stayed quiet while the agent answered
+
+    agent.click("#hand-back")
+    expect(agent.locator("#conversation-status")).to_have_text("机器人服务中")
+    expect(shopper.locator(".kefu-agent-left")).to_be_visible(timeout=15_000)
+    send(shopper, "有优惠券吗")  # the bot answers again
+    expect(shopper.locator(".kefu-coupon")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    shopper.context.close()
+    agent.close()

@@ -116,8 +116,19 @@ class ActionHandoff(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         lang = language(tracker)
+        settings = get_settings()
+        hours = settings.support_hours.replace("-", "–")
+        reason = tracker.latest_message.get("intent", {}).get("name")
+        if not settings.agents_on_duty():  # nobody to hand over to: a call back instead (the gateway takes the contact)
+            dispatcher.utter_message(text=t(
+                lang, "现在是非人工服务时间（人工客服{hours}在线）。请留下您的手机号或邮箱，客服上班后会第一时间联系您。",
+                "Our agents are offline now (they work {hours}). Leave your phone number or email and they will "
+                "contact you as soon as they are back.", hours=hours))
+            dispatcher.utter_message(json_message={"type": "handoff", "reason": reason, "after_hours": True})
+            return []
         dispatcher.utter_message(text=t(
-            lang, "正在为您转接人工客服（服务时间9:00-22:00），请稍候，您的聊天记录会同步给客服。",
-            "Connecting you to a human agent (available 9:00-22:00). Please hold on; they'll see this conversation."))
-        dispatcher.utter_message(json_message={"type": "handoff", "reason": tracker.latest_message.get("intent", {}).get("name")})
+            lang, "正在为您转接人工客服（服务时间{hours}），请稍候，您的聊天记录会同步给客服。",
+            "Connecting you to a human agent (available {hours}). Please hold on; they'll see this conversation.",
+            hours=hours))
+        dispatcher.utter_message(json_message={"type": "handoff", "reason": reason})
         return []

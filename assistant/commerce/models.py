@@ -311,13 +311,15 @@ class Conversation(Base):
     handoff: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     caller_phone: Mapped[str | None] = mapped_column(String(32))  # phone calls: the caller's number, for agents
-    # who answers: "bot", "waiting" (for an agent; the bot still answers), "agent" (Rasa is paused)
+    # who answers: "bot", "waiting" (for an agent; the bot still answers), "agent" (Rasa is paused),
+    # "callback" (after hours: the next message may hold the phone or email to call back on)
     handoff_status: Mapped[str] = mapped_column(String(16), default="bot", index=True)
     handoff_reason: Mapped[str | None] = mapped_column(String(32))
     handoff_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     agent_user_id: Mapped[int | None] = mapped_column(Integer)
     agent_name: Mapped[str | None] = mapped_column(String(64))
     fallback_streak: Mapped[int] = mapped_column(Integer, default=0)  # the bot could not answer, in a row
+    callback_contact: Mapped[str | None] = mapped_column(String(128))  # after hours: call back on this phone/email
 
 
 class TranscriptMessage(Base):

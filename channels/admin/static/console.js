@@ -383,6 +383,7 @@
         href: `#/inbox/${c.id}`, className: `queue-item ${c.status}${c.id === selected ? " current" : ""}`, "data-conversation": c.id },
         el("div", {}, el("b", { text: c.status === "waiting" ? t("waiting") : `${t("answering")}: ${c.agent_name}` })),
         el("div", { className: "muted", text: `${reasonText(c.reason)} · ${c.channel}${c.caller ? " " + c.caller : ""} · ${c.language}` }),
+        c.contact && el("div", { className: "contact", text: `${t("call_back")}: ${c.contact}` }),
         el("div", { className: "muted", text: when(c.requested_at) }))));
     }
 

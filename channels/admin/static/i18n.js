@@ -33,7 +33,8 @@
       send: "发送", status_waiting: "等待人工", status_agent: "人工服务中", status_bot: "机器人服务中",
       reason_human_agent: "顾客要求转人工", reason_complaint: "投诉", reason_fallback_twice: "机器人连续两次答不上来",
       reason_requested: "转人工", reason_defect_photo_unclear: "照片无法判断", reason_claim_window_closed: "超出售后期",
-      reason_claim_failed: "售后申请失败", reason_agent_joined: "客服主动接入",
+      reason_claim_failed: "售后申请失败", reason_agent_joined: "客服主动接入", reason_callback: "非工作时间留言",
+      call_back: "回电",
     },
     en: {
       title: "kefu · merchant console", login: "Log in", username: "Username", password: "Password",
@@ -72,7 +73,8 @@
       status_waiting: "waiting for an agent", status_agent: "agent answering", status_bot: "bot answering",
       reason_human_agent: "asked for a human", reason_complaint: "complaint", reason_fallback_twice: "the bot could not answer twice",
       reason_requested: "handoff", reason_defect_photo_unclear: "photo unclear", reason_claim_window_closed: "claim window closed",
-      reason_claim_failed: "claim failed", reason_agent_joined: "agent joined",
+      reason_claim_failed: "claim failed", reason_agent_joined: "agent joined", reason_callback: "left a contact after hours",
+      call_back: "Call back",
     },
   };
   function initial() {
