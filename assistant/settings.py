@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.var_dir / 'kefu.db'}"
 
     @property
+    def tracker_url(self) -> str:
+        """Rasa's SQL tracker store, which the console's analytics read (intents)."""
+        return f"sqlite:///{self.tracker_db or self.var_dir / 'tracker.db'}"
+
+    @property
     def kb_url(self) -> str:
         return f"http://{self.host}:{self.kb_port}"
 

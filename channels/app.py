@@ -90,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
                 except checkout.CheckoutError as error:
                     status = {"expired": 410, "invalid": 400, "unavailable": 409}[error.code]
                     return HTMLResponse(pages.checkout_error_page(error.code, language), status_code=status)
+                checkout.record_open(session, token)
+                session.commit()
                 return HTMLResponse(pages.checkout_page(cart, language))
         return await to_thread.run_sync(render)
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from anyio import to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,13 +59,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=ERROR_STATUS.get(error.code, 400),
                             content={"error": error.code, "message": error.message})
 
-    async def invalid(_request: Request, error: ValidationError) -> JSONResponse:
+    async def invalid(_request: Request, error: ValidationError | RequestValidationError) -> JSONResponse:
         problems = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"]} for e in error.errors()]
         return JSONResponse(status_code=400, content={"error": "invalid_request", "message": problems[0]["message"]
                                                       if problems else "invalid request", "problems": problems})
 
     app.add_exception_handler(FaqError, faq_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationError, invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]  (query and path values)
 
 
 def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[..., Any],

@@ -51,6 +51,8 @@ ACCESS = {
     ("GET", "/api/admin/commerce/returns/{rma_no}"): "staff",
     ("GET", "/api/admin/commerce/photos/{photo_id}"): "staff",
     ("GET", "/api/admin/handoff/queue"): "staff",
+    ("GET", "/api/admin/analytics"): "owner",
+    ("GET", "/api/admin/analytics.csv"): "owner",
     ("GET", "/api/admin/conversations/{conversation_id}"): "staff",
     ("POST", "/api/admin/conversations/{conversation_id}/take"): "staff",
     ("POST", "/api/admin/conversations/{conversation_id}/release"): "staff",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.commerce.models import Coupon, Variant
+from assistant.commerce.models import CheckoutOpen, Coupon, Variant, utcnow
 from assistant.commerce.service import Prices, coupon_discount
 
 _SALT = "kefu.checkout.v1"
@@ -80,3 +81,14 @@ def load_cart(session: Session, secret: str, token: str, max_age_s: int) -> Cart
     discount, problem = coupon_discount(coupon, subtotal)
     return Cart(lines=lines, coupon_code=coupon.code if coupon else None, discount=discount,
                 coupon_problem=problem)
+
+
+def record_open(session: Session, token: str) -> None:
+    """Count a shopper opening a checkout link (the caller commits)."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    row = session.get(CheckoutOpen, digest)
+    if row is None:
+        session.add(CheckoutOpen(token_sha256=digest))
+    else:
+        row.opens += 1
+        row.last_opened_at = utcnow()

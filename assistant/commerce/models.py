@@ -336,3 +336,14 @@ class TranscriptMessage(Base):
     # the client's id for a shopper message, so a resent message is stored once
     client_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CheckoutOpen(Base):
+    """A checkout link a shopper opened (the dialog-to-action conversion the analytics report)."""
+
+    __tablename__ = "checkout_opens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    last_opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    opens: Mapped[int] = mapped_column(Integer, default=1)

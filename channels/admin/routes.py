@@ -3,18 +3,19 @@ the pages and assets of the console itself."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
-from channels.admin import accounts
+from channels.admin import accounts, analytics
 from channels.admin.accounts import AccountError, Principal
 from channels.admin.auth import COOKIE, Access, AccessError
 from channels.admin.models import AdminUser
@@ -131,6 +132,30 @@ def router(access: Access) -> APIRouter:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
         return await run(lambda s: {"items": accounts.audit_listing(s, limit, offset)})
 
+    tracker = _tracker_engine(settings.tracker_url)
+
+    def analytics_data(start: dt.date | None, end: dt.date | None) -> dict:
+        end = end or dt.date.today()
+        start = start or end - dt.timedelta(days=29)
+        with sessions() as session:
+            try:
+                return analytics.report(session, tracker, start, end)
+            except ValueError as error:
+                raise AccessError(400, "invalid_range", str(error)) from error
+
+    @api.get("/api/admin/analytics", tags=["console"], dependencies=[Depends(owner)])
+    async def analytics_report(start: dt.date | None = Query(None, alias="from"),
+                               end: dt.date | None = Query(None, alias="to")) -> dict:
+        """The figures for a date range (default: the last 30 days)."""
+        return await to_thread.run_sync(analytics_data, start, end)
+
+    @api.get("/api/admin/analytics.csv", tags=["console"], dependencies=[Depends(owner)])
+    async def analytics_csv(start: dt.date | None = Query(None, alias="from"),
+                            end: dt.date | None = Query(None, alias="to")) -> Response:
+        data = await to_thread.run_sync(analytics_data, start, end)
+        return Response(analytics.to_csv(data), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="kefu-analytics-{data["from"]}-{data["to"]}.csv"'})
+
     # ------------------------------------------------------------------ pages
     @api.get("/admin/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page() -> FileResponse:
@@ -151,6 +176,13 @@ def router(access: Access) -> APIRouter:
         return FileResponse(path, media_type=_ASSETS[name], headers={"Cache-Control": "no-cache"})
 
     return api
+
+
+def _tracker_engine(url: str) -> Engine | None:
+    """Rasa's tracker store, opened read-only (a SQLite file is never created or written here)."""
+    if url.startswith("sqlite:///"):
+        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true")
+    return create_engine(url, pool_pre_ping=True)
 
 
 _ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "i18n.js": "text/javascript"}
