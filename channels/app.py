@@ -17,6 +17,7 @@ from assistant.commerce.db import session_factory
 from assistant.commerce.models import Product
 from assistant.settings import Settings
 from channels import pages
+from channels.admin import analytics
 from channels.admin import conversations as admin_conversations
 from channels.admin import routes as admin_routes
 from channels.admin.auth import Access
@@ -54,8 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.desk = desk  # the live handoff desk (tests drive it directly)
     access = Access(settings, sessions)
     owner, staff = access.require("owner"), access.require("owner", "agent")
-    app.include_router(admin_routes.router(access))
-    app.include_router(admin_conversations.router(access, desk, settings.rasa_url))
+    tracker = analytics.tracker_engine(settings.tracker_url)  # Rasa's tracker store, read-only: intents
+    app.include_router(admin_routes.router(access, tracker))
+    app.include_router(admin_conversations.router(access, desk, settings.rasa_url, tracker))
     app.include_router(kb_api.router(settings, sessions, owner, staff))
     app.include_router(commerce_api.router(settings, sessions, owner, staff))
     kb_api.install_error_handlers(app)

@@ -112,3 +112,39 @@ def test_analytics_api_csv_and_a_missing_tracker(shop, tmp_path):
         data = client.get("/api/admin/analytics", params={"from": "2026-11-02", "to": "2026-11-08"}).json()
         assert data["top_intents"] == [] and data["conversations"] == 3
     assert not (tmp_path / "nowhere" / "tracker.db").exists()  # read-only: nothing created
+
+
+def test_conversations_are_searched_masked_and_revealed_to_owners_with_an_audit(shop, tmp_path):
+    from channels.app import create_app
+    from channels.admin.models import AuditEntry
+
+    url, tracker = shop
+    with db.session_factory(url)() as session:
+        opened = DAY + dt.timedelta(days=1)
+        session.add(Conversation(id="c7", created_at=opened, updated_at=opened, channel="phone", last_seq=1,
+                                 caller_phone="+8613912345678"))
+        session.add(TranscriptMessage(id="c7-1", conversation_id="c7", seq=1, sender="shopper", type="voice",
+                                      body={"text": "我的手机13912345678，寄到上海市南京西路100号"}, created_at=opened))
+        session.commit()
+    settings = Settings(_env_file=None, var_dir=tmp_path, database_url=url, kb_port=9, tracker_db=tracker)
+    with TestClient(create_app(settings)) as client:
+        csrf = login(client, *OWNER)
+        week = {"from": "2026-11-02", "to": "2026-11-08"}
+        found = client.get("/api/admin/conversations", params=week).json()
+        assert found["total"] == 4 and {i["id"] for i in found["items"]} == {"c1", "c2", "c3", "c7"}
+        phone = client.get("/api/admin/conversations", params={**week, "channel": "phone"}).json()["items"]
+        assert [i["id"] for i in phone] == ["c7"] and phone[0]["caller"] == "+*********5678"
+        assert "13912345678" not in phone[0]["first_message"] and "[phone]" in phone[0]["first_message"]
+        assert "[address]" in phone[0]["first_message"]
+        by_intent = client.get("/api/admin/conversations", params={**week, "intent": "ask_promotion"}).json()
+        assert [i["id"] for i in by_intent["items"]] == ["c1"]
+        by_words = client.get("/api/admin/conversations", params={**week, "q": "南京西路"}).json()
+        assert [i["id"] for i in by_words["items"]] == ["c7"]
+        detail = client.get("/api/admin/conversations/c7").json()
+        assert "13912345678" not in str(detail) and detail["conversation"]["caller"].endswith("5678")
+        revealed = client.post("/api/admin/conversations/c7/reveal", headers=csrf).json()
+        assert revealed["caller_phone"] == "+8613912345678" and "13912345678" in revealed["messages"][0]["text"]
+        assert client.post("/api/admin/conversations/nope/reveal", headers=csrf).status_code == 404
+    with db.session_factory(url)() as session:
+        audit = session.query(AuditEntry).filter_by(action="reveal").all()
+        assert [(a.username, a.target) for a in audit] == [(OWNER[0], "c7")]

@@ -15,7 +15,7 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,13 @@ from knowledge_base.models import UnansweredQuestion
 log = logging.getLogger("kefu.gateway.analytics")
 TOP = 10
 MAX_DAYS = 366
+
+
+def tracker_engine(url: str) -> Engine:
+    """Rasa's tracker store, opened read-only (a SQLite file is never created or written here)."""
+    if url.startswith("sqlite:///"):
+        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true")
+    return create_engine(url, pool_pre_ping=True)
 
 
 def day_range(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -115,6 +122,23 @@ def top_intents(tracker: Engine | None, since: dt.datetime, until: dt.datetime) 
         log.info("tracker store not readable for analytics: %s", type(error).__name__)
         return []
     return [{"intent": name, "count": n} for name, n in rows]
+
+
+def conversations_with_intent(tracker: Engine | None, intent: str, since: dt.datetime,
+                              until: dt.datetime) -> list[str]:
+    """Rasa's conversation ids (kefu's conversation ids) with a shopper message of ``intent``."""
+    if tracker is None:
+        return []
+    epoch = dt.datetime(1970, 1, 1)
+    query = text("SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND intent_name = :intent "
+                 "AND timestamp >= :since AND timestamp < :until")
+    try:
+        with tracker.connect() as connection:
+            return [row[0] for row in connection.execute(query, {
+                "intent": intent, "since": (since - epoch).total_seconds(), "until": (until - epoch).total_seconds()})]
+    except SQLAlchemyError as error:
+        log.info("tracker store not readable for the conversation search: %s", type(error).__name__)
+        return []
 
 
 def to_csv(data: dict[str, Any]) -> str:

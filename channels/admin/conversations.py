@@ -3,20 +3,23 @@ and the shopper's orders, take over / hand back / reply, and ``/ws/agent`` that 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 import httpx
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from assistant.commerce.models import Conversation, Order, TranscriptMessage
+from assistant.privacy import mask
+from channels.admin import accounts, analytics
 from channels.admin.accounts import Principal
 from channels.admin.auth import COOKIE, Access, AccessError
-from channels.handoff import HandoffDesk, HandoffError, for_agents
+from channels.handoff import HandoffDesk, HandoffError, for_agents, summary
 from channels.transcripts import Stored
 
 log = logging.getLogger("kefu.gateway.agents")
@@ -47,8 +50,36 @@ def shopper_orders(session: Session, slots: dict[str, Any]) -> list[dict[str, An
                        for i in o.items]} for o in rows]
 
 
-def router(access: Access, desk: HandoffDesk, rasa_url: str) -> APIRouter:
-    staff = access.require("owner", "agent")
+def browse(session: Session, tracker: Engine | None, since: dt.datetime, until: dt.datetime, channel: str | None,
+           intent: str | None, words: str, limit: int, offset: int) -> dict[str, Any]:
+    query = select(Conversation).where(Conversation.created_at >= since, Conversation.created_at < until,
+                                       Conversation.last_seq > 0)
+    if channel:
+        query = query.where(Conversation.channel == channel)
+    if intent:
+        query = query.where(Conversation.id.in_(analytics.conversations_with_intent(tracker, intent, since, until)))
+    rows = session.scalars(query.order_by(Conversation.created_at.desc())).all()
+    if words:  # the shoppers' and the bot's words (JSON bodies keep Chinese escaped, so matched here)
+        needle = words.lower()
+        matching = set()
+        for chunk in (rows[i:i + 500] for i in range(0, len(rows), 500)):
+            for cid, body in session.execute(select(TranscriptMessage.conversation_id, TranscriptMessage.body).where(
+                    TranscriptMessage.conversation_id.in_([r.id for r in chunk]))):
+                if needle in str(body.get("text") or "").lower():
+                    matching.add(cid)
+        rows = [r for r in rows if r.id in matching]
+    page = rows[offset:offset + limit]
+    firsts = {cid: body for cid, body in session.execute(
+        select(TranscriptMessage.conversation_id, TranscriptMessage.body).where(
+            TranscriptMessage.conversation_id.in_([r.id for r in page]), TranscriptMessage.sender == "shopper")
+        .order_by(TranscriptMessage.seq.desc()))}  # the last row per conversation wins: its first message
+    return {"total": len(rows), "limit": limit, "offset": offset, "items": [
+        {**summary(r), "handoff": r.handoff, "first_message": mask(str((firsts.get(r.id) or {}).get("text") or ""))[:200]}
+        for r in page]}
+
+
+def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | None = None) -> APIRouter:
+    staff, owner = access.require("owner", "agent"), access.require("owner")
     api = APIRouter(tags=["conversations"])
 
     async def guarded(work):  # type: ignore[no-untyped-def]
@@ -86,6 +117,43 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str) -> APIRouter:
                 return {"conversation": desk.conversation_summary(conversation_id),
                         "messages": [for_agents(Stored(m.id, m.seq, m.sender, m.type, m.body)) for m in messages],
                         "orders": shopper_orders(session, slots)}
+        return await to_thread.run_sync(work)
+
+    @api.get("/api/admin/conversations", dependencies=[Depends(staff)])
+    async def search(start: dt.date | None = Query(None, alias="from"), end: dt.date | None = Query(None, alias="to"),
+                     channel: str | None = None, intent: str | None = None, q: str = "",
+                     limit: int = 50, offset: int = 0) -> dict:
+        """Transcripts by date, channel, intent (Rasa's tracker store) and words, newest first; personal
+        data masked."""
+        end = end or dt.date.today()
+        start = start or end - dt.timedelta(days=29)
+        try:
+            since, until = analytics.day_range(start, end)
+        except ValueError as error:
+            raise AccessError(400, "invalid_range", str(error)) from error
+        limit, offset = max(1, min(limit, 200)), max(0, offset)
+
+        def work() -> dict:
+            with access.sessions() as session:
+                return browse(session, tracker, since, until, channel, intent, q.strip(), limit, offset)
+        return await to_thread.run_sync(work)
+
+    @api.post("/api/admin/conversations/{conversation_id}/reveal")
+    async def reveal(conversation_id: str, who: Principal = Depends(owner)) -> dict:
+        """The transcript unmasked, for an owner; every reveal is written to the audit log."""
+        def work() -> dict:
+            with access.sessions() as session:
+                row = session.get(Conversation, conversation_id)
+                if row is None:
+                    raise AccessError(404, "not_found", f"no conversation {conversation_id!r}")
+                messages = session.scalars(select(TranscriptMessage).where(
+                    TranscriptMessage.conversation_id == conversation_id).order_by(TranscriptMessage.seq)).all()
+                accounts.audit(session, who.username, "reveal", conversation_id,
+                               fields=["messages", "caller_phone", "callback_contact"])
+                session.commit()
+                return {"conversation_id": conversation_id, "caller_phone": row.caller_phone,
+                        "callback_contact": row.callback_contact,
+                        "messages": [Stored(m.id, m.seq, m.sender, m.type, m.body).wire() for m in messages]}
         return await to_thread.run_sync(work)
 
     @api.post("/api/admin/conversations/{conversation_id}/take")

@@ -12,7 +12,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from channels.admin import accounts, analytics
@@ -47,7 +47,8 @@ class UserChange(BaseModel):
     display_name: str | None = Field(None, min_length=1, max_length=64)
 
 
-def router(access: Access) -> APIRouter:
+def router(access: Access, tracker: Engine | None = None) -> APIRouter:
+    """``tracker``: Rasa's tracker store, read for the analytics' intents (analytics.tracker_engine)."""
     sessions, settings = access.sessions, access.settings
     owner = access.require("owner")
     staff = access.require("owner", "agent")
@@ -132,8 +133,6 @@ def router(access: Access) -> APIRouter:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
         return await run(lambda s: {"items": accounts.audit_listing(s, limit, offset)})
 
-    tracker = _tracker_engine(settings.tracker_url)
-
     def analytics_data(start: dt.date | None, end: dt.date | None) -> dict:
         end = end or dt.date.today()
         start = start or end - dt.timedelta(days=29)
@@ -176,13 +175,6 @@ def router(access: Access) -> APIRouter:
         return FileResponse(path, media_type=_ASSETS[name], headers={"Cache-Control": "no-cache"})
 
     return api
-
-
-def _tracker_engine(url: str) -> Engine | None:
-    """Rasa's tracker store, opened read-only (a SQLite file is never created or written here)."""
-    if url.startswith("sqlite:///"):
-        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true")
-    return create_engine(url, pool_pre_ping=True)
 
 
 _ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "i18n.js": "text/javascript"}

@@ -444,6 +444,81 @@
     drawConversation();
   }
 
+  // ------------------------------------------------------------------ analytics (owners)
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    children.flat().forEach((c) => node.append(c instanceof Node ? c : document.createTextNode(String(c))));
+    return node;
+  }
+
+  function columnChart(points, id) {  // conversations per day
+    const width = 720, height = 220, left = 34, bottom = 26, top = 10;
+    const max = Math.max(1, ...points.map((p) => p.value));
+    const step = (width - left) / Math.max(1, points.length);
+    const y = (v) => top + (height - top - bottom) * (1 - v / max);
+    const ticks = [0, Math.ceil(max / 2), max];
+    const labelEvery = Math.ceil(points.length / 10);
+    return svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", id, role: "img" },
+      ticks.map((v) => [svg("line", { x1: left, x2: width, y1: y(v), y2: y(v), class: "grid-line" }),
+                        svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, v)]),
+      points.map((p, i) => svg("rect", { x: left + i * step + step * 0.15, y: y(p.value), width: step * 0.7,
+                                         height: Math.max(0, height - bottom - y(p.value)), class: "bar" },
+                               svg("title", {}, `${p.label}: ${p.value}`))),
+      points.map((p, i) => i % labelEvery === 0 && svg("text", { x: left + i * step + step / 2, y: height - 8,
+                                                                "text-anchor": "middle", class: "axis" }, p.label.slice(5))).filter(Boolean));
+  }
+
+  function barList(rows, id) {  // top intents / unanswered questions
+    const max = Math.max(1, ...rows.map((r) => r.value));
+    return el("div", { className: "bar-list", id }, rows.length ? rows.map((r) => el("div", { className: "bar-row" },
+      el("span", { className: "bar-label", text: r.label, title: r.label }),
+      el("span", { className: "bar-track" }, (() => { const b = el("span", { className: "bar-fill" }); b.style.width = `${(100 * r.value) / max}%`; return b; })()),
+      el("span", { className: "bar-value", text: r.value }))) : el("p", { className: "muted", text: t("no_data") }));
+  }
+
+  async function analyticsPage() {
+    const today = new Date();
+    const iso = (d) => d.toISOString().slice(0, 10);
+    const from = el("input", { type: "date", id: "range-from", value: iso(new Date(today.getTime() - 29 * 86400000)) });
+    const to = el("input", { type: "date", id: "range-to", value: iso(today) });
+    const csvLink = el("a", { className: "button", id: "analytics-csv", text: t("export_csv") });
+    const body = el("div", { id: "analytics" });
+    view(el("h1", { text: t("analytics") }),
+      el("div", { className: "toolbar" }, el("label", { className: "inline" }, t("from"), from),
+        el("label", { className: "inline" }, t("to"), to), el("button", { type: "button", className: "primary", id: "range-apply", onclick: load, text: t("apply") }), csvLink),
+      body);
+
+    async function load() {
+      const params = new URLSearchParams({ from: from.value, to: to.value });
+      csvLink.href = `/api/admin/analytics.csv?${params}`;
+      let d;
+      try { d = await api("GET", `/api/admin/analytics?${params}`); } catch (e) { failed(e); return; }
+      const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)}%`);
+      const tile = (key, value, hint) => el("div", { className: "tile", "data-metric": key },
+        el("div", { className: "tile-value", text: value }), el("div", { className: "tile-label", text: t(key) }),
+        hint && el("div", { className: "muted", text: hint }));
+      body.replaceChildren(
+        el("div", { className: "tiles" },
+          tile("conversations", d.conversations),
+          tile("automated_resolution_rate", pct(d.automated_resolution_rate)),
+          tile("handoff_rate", pct(d.handoff_rate)),
+          tile("fallback_rate", pct(d.fallback_rate), `${t("per_message")} ${pct(d.fallback_message_rate)}`),
+          tile("coupons_issued", d.coupons_issued),
+          tile("checkout_links_opened", `${d.checkout_links_opened} / ${d.checkout_links_sent}`, pct(d.checkout_open_rate)),
+          tile("first_response_s", d.first_response_s === null ? "–" : `${d.first_response_s}s`)),
+        el("section", { className: "card" }, el("h2", { text: t("per_day") }),
+          columnChart(d.per_day.map((p) => ({ label: p.date, value: p.conversations })), "chart-per-day")),
+        el("div", { className: "two" },
+          el("section", { className: "card" }, el("h2", { text: t("top_intents") }),
+            barList(d.top_intents.map((r) => ({ label: r.intent, value: r.count })), "top-intents")),
+          el("section", { className: "card" }, el("h2", { text: t("top_unanswered") }),
+            barList(d.top_unanswered.map((r) => ({ label: r.text, value: r.count })), "top-unanswered"))));
+    }
+    load();
+  }
+
   // ------------------------------------------------------------------ accounts (owners)
   async function usersPage() {
     const results = el("div", { className: "results" });
@@ -485,6 +560,7 @@
     [/^#\/faq\/(new|\d+)$/, (m) => faqEdit(m[1]), "faq"],
     [/^#\/unanswered$/, unansweredPage, "unanswered"],
     [/^#\/users$/, usersPage, "users"],
+    [/^#\/analytics$/, analyticsPage, "analytics"],
     [/^#\/faq$/, faqList, "faq"],
   ];
 

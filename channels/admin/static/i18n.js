@@ -35,6 +35,11 @@
       reason_requested: "转人工", reason_defect_photo_unclear: "照片无法判断", reason_claim_window_closed: "超出售后期",
       reason_claim_failed: "售后申请失败", reason_agent_joined: "客服主动接入", reason_callback: "非工作时间留言",
       call_back: "回电",
+      analytics: "数据分析", from: "从", to: "到", apply: "查询", conversations: "会话数",
+      automated_resolution_rate: "机器人独立解决率", handoff_rate: "转人工率", fallback_rate: "答不上来的会话占比",
+      per_message: "按消息计", coupons_issued: "发出的优惠券", checkout_links_opened: "结算链接打开 / 发出",
+      first_response_s: "平均首次响应", per_day: "每日会话数", top_intents: "最常见意图", top_unanswered: "最常见未解答问题",
+      no_data: "所选时间段内没有数据",
     },
     en: {
       title: "kefu · merchant console", login: "Log in", username: "Username", password: "Password",
@@ -75,6 +80,11 @@
       reason_requested: "handoff", reason_defect_photo_unclear: "photo unclear", reason_claim_window_closed: "claim window closed",
       reason_claim_failed: "claim failed", reason_agent_joined: "agent joined", reason_callback: "left a contact after hours",
       call_back: "Call back",
+      analytics: "Analytics", from: "From", to: "To", apply: "Apply", conversations: "Conversations",
+      automated_resolution_rate: "Automated resolution", handoff_rate: "Handoff rate", fallback_rate: "Conversations with a fallback",
+      per_message: "per message", coupons_issued: "Coupons issued", checkout_links_opened: "Checkout links opened / sent",
+      first_response_s: "Average first response", per_day: "Conversations per day", top_intents: "Top intents",
+      top_unanswered: "Top unanswered questions", no_data: "No data in this date range",
     },
   };
   function initial() {
