@@ -213,3 +213,41 @@ def test_agent_takes_over_a_conversation_live_and_hands_it_back(stack, browser, 
     expect(shopper.locator(".kefu-coupon")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     shopper.context.close()
     agent.close()
+
+
+def test_owner_reads_analytics_and_transcripts_on_a_tablet(stack, browser, console_users, output_dir):
+    shopper = shopper_asks(browser, stack, "我的手机号是13700002222，有优惠券吗")  # some traffic with personal data
+    expect(shopper.locator(".kefu-coupon")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    shopper.context.close()
+
+    page = browser.new_page(viewport={"width": 820, "height": 1180}, locale="zh-CN")  # a tablet, upright
+    page.goto(stack.gateway + "/admin/login")
+    page.fill("#username", OWNER[0])
+    page.fill("#password", OWNER[1])
+    page.click("#login-form button[type=submit]")
+    page.click("a[data-page=analytics]")
+    expect(page.locator(".tile[data-metric=conversations] .tile-value")).not_to_have_text("0", timeout=15_000)
+    expect(page.locator("#chart-per-day rect.bar")).to_have_count(30)
+    expect(page.locator("#top-intents .bar-row").first).to_be_visible()  # intents from Rasa's real tracker store
+    expect(page.locator("#top-intents")).to_contain_text("ask_promotion")
+    page.screenshot(path=str(output_dir / "console-9-analytics-tablet.png"), full_page=True)
+    csv_text = page.evaluate("async () => (await fetch(document.getElementById('analytics-csv').href)).text()")
+    assert "automated_resolution_rate" in csv_text and "top_intents" in csv_text
+
+    page.click("a[data-page=conversations]")
+    page.fill("#browse-q", "优惠券")
+    page.press("#browse-q", "Enter")
+    row = page.locator("#conversations-table tbody tr", has_text="[phone]").first
+    expect(row).to_be_visible(timeout=15_000)
+    expect(page.locator("#conversations-table")).not_to_contain_text("13700002222")
+    row.locator("a").click()
+    expect(page.locator("#transcript")).to_contain_text("[phone]")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#reveal")
+    expect(page.locator("#transcript")).to_contain_text("13700002222")
+    page.screenshot(path=str(output_dir / "console-10-transcript-revealed.png"), full_page=True)
+    page.click(".lang-switch")  # the console in English
+    expect(page.locator("#nav a[data-page=conversations]")).to_have_text("Conversations")
+    audit = page.evaluate("async () => (await (await fetch('/api/admin/audit')).json()).items")
+    assert any(e["action"] == "reveal" and e["username"] == OWNER[0] for e in audit)
+    page.close()

@@ -444,6 +444,69 @@
     drawConversation();
   }
 
+  // ------------------------------------------------------------------ conversations browser
+  const browseFilters = { from: "", to: "", channel: "", intent: "", q: "" };
+
+  async function conversationsPage() {
+    const today = new Date().toISOString().slice(0, 10);
+    const month = new Date(Date.now() - 29 * 86400000).toISOString().slice(0, 10);
+    browseFilters.from = browseFilters.from || month;
+    browseFilters.to = browseFilters.to || today;
+    const input = (name, attrs) => el("input", { id: `browse-${name}`, value: browseFilters[name], ...attrs,
+      onchange: (e) => { browseFilters[name] = e.target.value.trim(); load(); } });
+    const results = el("div", { className: "results" });
+    view(el("h1", { text: t("conversations_page") }), el("div", { className: "toolbar" },
+      el("label", { className: "inline" }, t("from"), input("from", { type: "date" })),
+      el("label", { className: "inline" }, t("to"), input("to", { type: "date" })),
+      el("select", { id: "browse-channel", onchange: (e) => { browseFilters.channel = e.target.value; load(); } },
+        [["", t("any_channel")], ["widget", t("channel_widget")], ["phone", t("channel_phone")]].map(([v, l]) =>
+          el("option", { value: v, text: l, selected: browseFilters.channel === v ? "selected" : null }))),
+      input("intent", { placeholder: t("intent") }), input("q", { type: "search", placeholder: t("search_words") })), results);
+
+    async function load() {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(browseFilters)) if (v) params.set(k, v);
+      let data;
+      try { data = await api("GET", `/api/admin/conversations?${params}`); } catch (e) { failed(e); return; }
+      if (!data.items.length) { results.replaceChildren(el("p", { className: "empty", text: t("no_data") })); return; }
+      results.replaceChildren(el("p", { className: "muted", text: `${t("total")} ${data.total}` }),
+        el("table", { className: "grid", id: "conversations-table" },
+          el("thead", {}, el("tr", {}, [t("started"), t("channel"), t("language"), t("first_words"), t("handoff"), ""].map((h) => el("th", { text: h })))),
+          el("tbody", {}, data.items.map((c) => el("tr", { "data-conversation": c.id },
+            el("td", { text: when(c.created_at) }), el("td", { text: `${t("channel_" + c.channel)}${c.caller ? " " + c.caller : ""}` }),
+            el("td", { text: c.language }), el("td", { className: "first-words", text: c.first_message }),
+            el("td", { text: c.handoff ? "✓" : "" }),
+            el("td", {}, el("a", { href: `#/conversations/${c.id}`, text: t("open") })))))));
+    }
+    load();
+  }
+
+  async function transcriptPage(match) {
+    const id = match[1];
+    let data;
+    try { data = await api("GET", `/api/admin/conversations/${id}`); } catch (e) { failed(e); location.hash = "#/conversations"; return; }
+    const transcript = el("div", { className: "transcript", id: "transcript" }, data.messages.map(messageNode));
+    const facts = el("p", { className: "muted", id: "conversation-facts",
+      text: `${t("channel_" + data.conversation.channel)} · ${data.conversation.language}${data.conversation.caller ? " · " + data.conversation.caller : ""}${data.conversation.contact ? " · " + t("call_back") + " " + data.conversation.contact : ""}` });
+    const reveal = isOwner() && el("button", { type: "button", id: "reveal", onclick: async () => {
+      if (!confirm(t("confirm_reveal"))) return;
+      try {
+        const r = await api("POST", `/api/admin/conversations/${id}/reveal`);
+        transcript.replaceChildren(...r.messages.map(messageNode));
+        facts.textContent = `${t("channel_" + data.conversation.channel)} · ${r.caller_phone || ""} ${r.callback_contact || ""}`;
+        reveal.remove();
+        toast(t("revealed"));
+      } catch (e) { failed(e); }
+    }, text: t("reveal") });
+    view(el("div", { className: "title-row" }, el("h1", { text: `${t("conversation")} ${id}` }),
+      el("a", { className: "button", href: "#/conversations", text: t("back") }), reveal),
+      el("div", { className: "chat-pane" }, el("div", { className: "chat-main" }, facts, transcript,
+        el("p", { className: "muted", text: t("masked_note") })),
+        el("section", { className: "card orders" }, el("h2", { text: t("orders") }), data.orders.length
+          ? data.orders.map((o) => el("div", { className: "order" }, el("b", { text: o.order_no }), ` · ${o.status} · ¥${o.total_yuan.toFixed(2)}`))
+          : el("p", { className: "muted", text: t("no_orders") }))));
+  }
+
   // ------------------------------------------------------------------ analytics (owners)
   const SVG = "http://www.w3.org/2000/svg";
   function svg(tag, attrs, ...children) {
@@ -561,6 +624,8 @@
     [/^#\/unanswered$/, unansweredPage, "unanswered"],
     [/^#\/users$/, usersPage, "users"],
     [/^#\/analytics$/, analyticsPage, "analytics"],
+    [/^#\/conversations$/, conversationsPage, "conversations"],
+    [/^#\/conversations\/([A-Za-z0-9_-]+)$/, transcriptPage, "conversations"],
     [/^#\/faq$/, faqList, "faq"],
   ];
 

@@ -40,6 +40,11 @@
       per_message: "按消息计", coupons_issued: "发出的优惠券", checkout_links_opened: "结算链接打开 / 发出",
       first_response_s: "平均首次响应", per_day: "每日会话数", top_intents: "最常见意图", top_unanswered: "最常见未解答问题",
       no_data: "所选时间段内没有数据",
+      conversations_page: "会话记录", any_channel: "全部渠道", channel_widget: "网页聊天", channel_phone: "电话",
+      intent: "意图（如 order_status）", search_words: "搜索聊天内容", started: "开始时间", channel: "渠道",
+      first_words: "顾客的第一句话", handoff: "转人工", open: "查看", reveal: "显示个人信息",
+      confirm_reveal: "显示该会话中的手机号、邮箱和地址？此操作会记入审计日志。", revealed: "已显示（已记入审计日志）",
+      masked_note: "手机号、邮箱和地址默认隐藏。",
     },
     en: {
       title: "kefu · merchant console", login: "Log in", username: "Username", password: "Password",
@@ -85,6 +90,11 @@
       per_message: "per message", coupons_issued: "Coupons issued", checkout_links_opened: "Checkout links opened / sent",
       first_response_s: "Average first response", per_day: "Conversations per day", top_intents: "Top intents",
       top_unanswered: "Top unanswered questions", no_data: "No data in this date range",
+      conversations_page: "Conversations", any_channel: "Any channel", channel_widget: "Web chat", channel_phone: "Phone",
+      intent: "Intent (e.g. order_status)", search_words: "Search the words", started: "Started", channel: "Channel",
+      first_words: "The shopper's first words", handoff: "Handoff", open: "Open", reveal: "Show personal data",
+      confirm_reveal: "Show the phone numbers, emails and addresses in this conversation? The audit log records it.",
+      revealed: "Shown (recorded in the audit log)", masked_note: "Phone numbers, emails and addresses are hidden by default.",
     },
   };
   function initial() {
