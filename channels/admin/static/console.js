@@ -512,12 +512,12 @@
   function svg(tag, attrs, ...children) {
     const node = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    children.flat().forEach((c) => node.append(c instanceof Node ? c : document.createTextNode(String(c))));
+    children.flat(Infinity).forEach((c) => { if (c !== false && c !== null && c !== undefined) node.append(c instanceof Node ? c : document.createTextNode(String(c))); });
     return node;
   }
 
   function columnChart(points, id) {  // conversations per day
-    const width = 720, height = 220, left = 34, bottom = 26, top = 10;
+    const width = 900, height = 200, left = 34, bottom = 24, top = 10;
     const max = Math.max(1, ...points.map((p) => p.value));
     const step = (width - left) / Math.max(1, points.length);
     const y = (v) => top + (height - top - bottom) * (1 - v / max);
