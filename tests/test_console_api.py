@@ -64,16 +64,22 @@ PATH_VALUES = {"{user_id}": "999999", "{faq_id}": "999999", "{group_id}": "99999
                "{rma_no}": "RMA-NOPE", "{photo_id}": "nope", "{conversation_id}": "c_nope"}
 
 
-@pytest.fixture()
-def app_and_db(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
-    from channels.app import create_app
-
-    url = f"sqlite:///{tmp_path / 'kefu.db'}"
+def database_with_accounts(directory: Path) -> str:
+    """A migrated SQLite database in ``directory`` holding the test owner and agent; its URL."""
+    url = f"sqlite:///{directory / 'kefu.db'}"
     db.upgrade(url)
     with db.session_factory(url)() as session:
         accounts.create_user(session, *OWNER, role="owner", display_name="店主")
         accounts.create_user(session, *AGENT, role="agent", display_name="小王")
         session.commit()
+    return url
+
+
+@pytest.fixture()
+def app_and_db(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    from channels.app import create_app
+
+    url = database_with_accounts(tmp_path)
     settings = Settings(_env_file=None, var_dir=tmp_path, database_url=url, admin_token="script-token", kb_port=9,
                         admin_login_per_minute=1000)
     with TestClient(create_app(settings)) as client:

@@ -16,9 +16,8 @@ from starlette.websockets import WebSocketDisconnect
 from assistant.commerce import db
 from assistant.commerce.models import Conversation
 from assistant.settings import Settings
-from channels.admin import accounts
 from channels.transcripts import TranscriptStore
-from tests.test_console_api import AGENT, OWNER, login
+from tests.test_console_api import AGENT, OWNER, database_with_accounts, login
 
 
 class RasaRecorder(BaseHTTPRequestHandler):
@@ -55,12 +54,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[TestClient, str, TranscriptStore]]
     server = ThreadingHTTPServer(("127.0.0.1", 0), RasaRecorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     RasaRecorder.events, RasaRecorder.verified = [], None
-    url = f"sqlite:///{tmp_path / 'kefu.db'}"
-    db.upgrade(url)
-    with db.session_factory(url)() as session:
-        accounts.create_user(session, *OWNER, role="owner", display_name="店主")
-        accounts.create_user(session, *AGENT, role="agent", display_name="小王")
-        session.commit()
+    url = database_with_accounts(tmp_path)
     settings = Settings(_env_file=None, var_dir=tmp_path, database_url=url, kb_port=9,
                         rasa_port=server.server_address[1], admin_login_per_minute=1000)
     with TestClient(create_app(settings), base_url="http://testserver") as client:

@@ -109,35 +109,32 @@ def report(session: Session, tracker: Engine | None, start: dt.date, end: dt.dat
 
 def top_intents(tracker: Engine | None, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
     """The shopper messages' intents, from Rasa's SQL tracker store (table ``events``)."""
-    if tracker is None:
-        return []
-    epoch = dt.datetime(1970, 1, 1)
-    query = text("SELECT intent_name, COUNT(*) AS n FROM events WHERE type_name = 'user' AND intent_name IS NOT NULL "
-                 "AND timestamp >= :since AND timestamp < :until GROUP BY intent_name ORDER BY n DESC LIMIT :top")
-    try:
-        with tracker.connect() as connection:
-            rows = connection.execute(query, {"since": (since - epoch).total_seconds(),
-                                              "until": (until - epoch).total_seconds(), "top": TOP}).all()
-    except SQLAlchemyError as error:  # no tracker store yet (Rasa never ran), or another schema
-        log.info("tracker store not readable for analytics: %s", type(error).__name__)
-        return []
+    rows = _user_events(tracker, "SELECT intent_name, COUNT(*) AS n FROM events WHERE {user} AND intent_name IS NOT NULL "
+                                 "GROUP BY intent_name ORDER BY n DESC LIMIT :top", since, until, top=TOP)
     return [{"intent": name, "count": n} for name, n in rows]
 
 
 def conversations_with_intent(tracker: Engine | None, intent: str, since: dt.datetime,
                               until: dt.datetime) -> list[str]:
     """Rasa's conversation ids (kefu's conversation ids) with a shopper message of ``intent``."""
+    rows = _user_events(tracker, "SELECT DISTINCT sender_id FROM events WHERE {user} AND intent_name = :intent",
+                        since, until, intent=intent)
+    return [row[0] for row in rows]
+
+
+def _user_events(tracker: Engine | None, sql: str, since: dt.datetime, until: dt.datetime, **params: Any) -> list[Any]:
+    """Rows of a query over the shopper messages (``{user}``) between ``since`` and ``until``; none
+    when there is no tracker store yet (Rasa never ran) or it has another schema."""
     if tracker is None:
         return []
     epoch = dt.datetime(1970, 1, 1)
-    query = text("SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND intent_name = :intent "
-                 "AND timestamp >= :since AND timestamp < :until")
+    query = text(sql.format(user="type_name = 'user' AND timestamp >= :since AND timestamp < :until"))
     try:
         with tracker.connect() as connection:
-            return [row[0] for row in connection.execute(query, {
-                "intent": intent, "since": (since - epoch).total_seconds(), "until": (until - epoch).total_seconds()})]
+            return list(connection.execute(query, {"since": (since - epoch).total_seconds(),
+                                                   "until": (until - epoch).total_seconds(), **params}))
     except SQLAlchemyError as error:
-        log.info("tracker store not readable for the conversation search: %s", type(error).__name__)
+        log.info("tracker store not readable: %s", type(error).__name__)
         return []
 
 

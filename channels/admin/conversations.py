@@ -50,6 +50,14 @@ def shopper_orders(session: Session, slots: dict[str, Any]) -> list[dict[str, An
                        for i in o.items]} for o in rows]
 
 
+def transcript(session: Session, conversation_id: str) -> tuple[Conversation, list[TranscriptMessage]]:
+    row = session.get(Conversation, conversation_id)
+    if row is None:
+        raise AccessError(404, "not_found", f"no conversation {conversation_id!r}")
+    return row, list(session.scalars(select(TranscriptMessage).where(
+        TranscriptMessage.conversation_id == conversation_id).order_by(TranscriptMessage.seq)))
+
+
 def browse(session: Session, tracker: Engine | None, since: dt.datetime, until: dt.datetime, channel: str | None,
            intent: str | None, words: str, limit: int, offset: int) -> dict[str, Any]:
     query = select(Conversation).where(Conversation.created_at >= since, Conversation.created_at < until,
@@ -109,11 +117,7 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
 
         def work() -> dict:
             with access.sessions() as session:
-                row = session.get(Conversation, conversation_id)
-                if row is None:
-                    raise AccessError(404, "not_found", f"no conversation {conversation_id!r}")
-                messages = session.scalars(select(TranscriptMessage).where(
-                    TranscriptMessage.conversation_id == conversation_id).order_by(TranscriptMessage.seq)).all()
+                _, messages = transcript(session, conversation_id)
                 return {"conversation": desk.conversation_summary(conversation_id),
                         "messages": [for_agents(Stored(m.id, m.seq, m.sender, m.type, m.body)) for m in messages],
                         "orders": shopper_orders(session, slots)}
@@ -143,11 +147,7 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
         """The transcript unmasked, for an owner; every reveal is written to the audit log."""
         def work() -> dict:
             with access.sessions() as session:
-                row = session.get(Conversation, conversation_id)
-                if row is None:
-                    raise AccessError(404, "not_found", f"no conversation {conversation_id!r}")
-                messages = session.scalars(select(TranscriptMessage).where(
-                    TranscriptMessage.conversation_id == conversation_id).order_by(TranscriptMessage.seq)).all()
+                row, messages = transcript(session, conversation_id)
                 accounts.audit(session, who.username, "reveal", conversation_id,
                                fields=["messages", "caller_phone", "callback_contact"])
                 session.commit()
