@@ -9,10 +9,11 @@ Client -> server (JSON text frames):
   {"type": "audio",    "data": base64 WebM/Ogg/MP4/WAV/..., "client_id": str}     a voice message (<= 60 s), transcribed
 
 Server -> client: every message has "id", "seq" (per conversation, increasing; a message is
-stored before it is sent), "type" and "sender" ("shopper" | "bot" | "system"). Types: welcome,
-text, image (the shopper's photo: photo_id, url), voice (the shopper's voice message: text heard, audio_url,
-duration_s, language), buttons, product_cards, coupon, checkout, order, stock, return, citations, unanswered,
-handoff, error; and "typing", which is not stored and repeats the last seq.
+stored before it is sent), "type" and "sender" ("shopper" | "bot" | "agent" | "system"). Types: welcome,
+text (from an agent: with agent_name), image (the shopper's photo: photo_id, url), voice (the shopper's voice
+message: text heard, audio_url, duration_s, language), buttons, product_cards, coupon, checkout, order, stock,
+return, citations, unanswered, handoff, agent_joined / agent_left (a human agent took the conversation over or
+handed it back: text, agent_name), error; and "typing", which is not stored and repeats the last seq.
 """
 
 from __future__ import annotations
