@@ -145,6 +145,9 @@ def test_an_agent_reads_the_faq_but_cannot_publish(stack, browser, console_users
     expect(page.locator("#nav a[data-page=faq]")).to_have_text("Knowledge base")  # an English browser
     expect(page.locator("a[data-page=unanswered]")).to_be_hidden()
     expect(page.locator("a[data-page=users]")).to_be_hidden()
+    expect(page).to_have_url(re.compile(r"#/inbox$"))  # an agent starts in the live chats
+    page.click("a[data-page=faq]")
+    expect(page.locator("#faq-table tbody tr").first).to_be_visible()
     expect(page.locator("#new-faq")).to_have_count(0)
     page.locator("#faq-table tbody tr").first.click()
     expect(page.locator("#f-answer_zh")).to_be_disabled()
@@ -181,9 +184,11 @@ def test_agent_takes_over_a_conversation_live_and_hands_it_back(stack, browser, 
     send(shopper, "转人工")
     expect(shopper.locator(".kefu-log")).to_contain_text("人工客服")
 
-    waiting = agent.locator(".queue-item.waiting")  # pushed to the console live, no reload
-    expect(waiting).to_have_count(1, timeout=15_000)
-    expect(agent.locator("#queue-count")).to_have_text("1")
+    conversation_id = shopper.evaluate("() => Object.entries(localStorage).map(([, v]) => JSON.parse(v))"
+                                       ".find((v) => v && v.conversation_id).conversation_id")
+    waiting = agent.locator(f".queue-item.waiting[data-conversation={conversation_id}]")
+    expect(waiting).to_have_count(1, timeout=15_000)  # pushed to the console live, no reload
+    expect(agent.locator("#queue-count")).not_to_be_empty()
     waiting.click()
     expect(agent.locator("#transcript")).to_contain_text("转人工")
     expect(agent.locator("#shopper-orders")).to_contain_text(order_no)  # the verified shopper's orders
