@@ -60,15 +60,19 @@ def bot_texts(page: Page) -> str:
 
 
 def test_anonymous_visitors_are_sent_to_log_in(stack, browser, console_users, output_dir):
-    page = browser.new_page()
-    page.goto(stack.gateway + "/admin#/faq")
-    expect(page).to_have_url(re.compile(r"/admin/login$"))
+    page = browser.new_page(locale="zh-CN")
+    page.goto(stack.gateway + "/admin#/analytics")
+    expect(page).to_have_url(re.compile(r"/admin/login#/analytics$"))  # the page asked for is kept
     expect(page.locator("#login-form")).to_be_visible()
     page.fill("#username", OWNER[0])
     page.fill("#password", "not the password")
     page.click("#login-form button[type=submit]")
     expect(page.locator("#login-error")).to_have_text("用户名或密码错误")
     page.screenshot(path=str(output_dir / "console-0-login-refused.png"))
+    page.fill("#password", OWNER[1])
+    page.click("#login-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/admin#/analytics$"))  # and reached after logging in
+    expect(page.locator(".tiles")).to_be_visible()
     page.context.close()
     for path in ("/api/admin/kb/faqs", "/api/admin/kb/unanswered", "/api/admin/users", "/api/admin/commerce/returns"):
         assert httpx.get(stack.gateway + path).status_code == 401, path

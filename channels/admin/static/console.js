@@ -93,7 +93,7 @@
       try {
         await api("POST", "/api/admin/auth/login", { username: form.username.value, password: form.password.value },
                   { loginAttempt: true });
-        location.href = "/admin";
+        location.href = "/admin" + location.hash;  // back to the page asked for before logging in
       } catch (e) {
         error.textContent = e.status === 401 ? t("login_failed") : e.status === 429 ? `${t("too_many")}: ${e.message}` : e.message;
         error.hidden = false;
