@@ -31,7 +31,7 @@ FALLBACKS_BEFORE_HANDOFF = 2
 Push = Callable[[dict[str, Any]], Awaitable[None]]
 
 NOTICES = {  # what the shopper reads when an agent joins or leaves
-    "agent_joined": ("人工客服{name}已接入，正在为您服务。", "{name} (human agent) has joined and will help you now."),
+    "agent_joined": ("{name}（人工客服）已接入，正在为您服务。", "{name} (human agent) has joined and will help you now."),
     "agent_left": ("人工客服已结束服务，智能助手继续为您服务。", "The agent has left; the assistant is back to help you."),
 }
 

@@ -117,7 +117,8 @@ class ActionHandoff(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         lang = language(tracker)
         settings = get_settings()
-        hours = settings.support_hours.replace("-", "–")
+        start, end = settings.support_hours.split("-")
+        hours = settings.support_hours.replace("-", "–") if start != end else t(lang, "全天", "around the clock")
         reason = tracker.latest_message.get("intent", {}).get("name")
         if not settings.agents_on_duty():  # nobody to hand over to: a call back instead (the gateway takes the contact)
             dispatcher.utter_message(text=t(

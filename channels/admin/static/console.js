@@ -365,6 +365,10 @@
     if (!text && m.type === "product_cards") text = (m.products || []).map((p) => p.name).join(" / ");
     if (!text && m.type === "image") text = `[${t("photo")}]`;
     if (!text && m.type === "handoff") text = `[${t("handoff_requested")}: ${m.reason || ""}]`;
+    if (!text && m.type === "order") text = `[${t("order")} ${m.order_id || ""} ${m.status_text || m.status || ""}]`;
+    if (!text && m.type === "coupon") text = `[${t("coupon")} ${m.code || ""}]`;
+    if (!text && m.type === "checkout") text = `[${t("checkout_link")}]`;
+    if (!text && m.type === "return") text = `[${m.rma || ""} ${m.kind || ""} ${m.status || ""}]`;
     if (!text) text = `[${m.type}]`;
     return el("div", { className: `line ${m.sender}`, "data-seq": m.seq },
       who && el("span", { className: "line-who", text: who }), el("span", { className: "line-text", text }));
