@@ -260,3 +260,44 @@ def test_owner_reads_analytics_and_transcripts_on_a_tablet(stack, browser, conso
     audit = page.evaluate("async () => (await (await fetch('/api/admin/audit')).json()).items")
     assert any(e["action"] == "reveal" and e["username"] == OWNER[0] for e in audit)
     page.close()
+
+
+def test_owner_imports_a_spreadsheet_sees_the_bad_rows_and_restores_a_version(stack, browser, console_users,
+                                                                             output_dir, tmp_path):
+    header = "key,category,tags,questions_zh,questions_en,answer_zh,answer_en,status\n"
+    good = "pet_policy,service,宠物,可以带宠物进店吗,can I bring my dog to the store,门店欢迎牵绳的宠物。,Leashed pets are welcome in our stores.,\n"
+    bad = "Pet Policy!,service,,问,,答,,\n"
+    broken = tmp_path / "faq-broken.csv"
+    broken.write_text(header + good + bad, encoding="utf-8")
+    fixed = tmp_path / "faq-fixed.csv"
+    fixed.write_text(header + good, encoding="utf-8")
+
+    page = log_in(browser, stack, OWNER)
+    page.click("button:has-text('批量导入')")
+    page.set_input_files("#import-file", str(broken))
+    page.click("#import-go")
+    errors = page.locator("#import-errors tbody tr")
+    expect(errors).to_have_count(1)
+    expect(errors.first).to_contain_text("3")  # the row
+    expect(errors.first).to_contain_text("key")  # the column
+    page.screenshot(path=str(output_dir / "console-11-import-row-errors.png"))
+    page.set_input_files("#import-file", str(fixed))
+    page.click("#import-go")
+    expect(page.locator("#import-ok")).to_contain_text("新建 1")
+    page.keyboard.press("Escape")
+
+    page.goto(stack.gateway + "/admin#/faq")
+    page.fill("#faq-search", "宠物")
+    page.locator("#faq-table tbody tr[data-key=pet_policy]").click()
+    page.fill("#f-answer_zh", "门店不允许带宠物进入，导盲犬除外。")
+    page.click("#save")
+    expect(page.locator(".title-row .muted").first).to_have_text("v2", timeout=15_000)
+    expect(page.locator("#history li")).to_have_count(2)
+    page.locator("#history details").first.click()  # the newest change, as a diff
+    expect(page.locator("#history .diff .del").first).to_contain_text("门店欢迎牵绳的宠物")
+    expect(page.locator("#history .diff .add").first).to_contain_text("导盲犬除外")
+    page.locator("#history .restore[data-version='1']").click()
+    expect(page.locator("#f-answer_zh")).to_have_value("门店欢迎牵绳的宠物。", timeout=15_000)
+    expect(page.locator(".title-row .muted").first).to_have_text("v3")
+    page.screenshot(path=str(output_dir / "console-12-version-restored.png"), full_page=True)
+    page.close()

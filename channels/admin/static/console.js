@@ -170,7 +170,8 @@
       try {
         const stats = await api("POST", `/api/admin/kb/import?format=${encodeURIComponent(format)}&publish=${publish.checked}`,
                                 undefined, { raw: await chosen.arrayBuffer() });
-        report.replaceChildren(el("p", { className: "ok", text: `${t("import_ok")}: ${JSON.stringify(stats)}` }));
+        report.replaceChildren(el("p", { className: "ok", id: "import-ok",
+          text: `${t("import_ok")}: ${t("created_n")} ${stats.created}, ${t("updated_n")} ${stats.updated}, ${t("unchanged_n")} ${stats.unchanged}` }));
         toast(t("import_ok"));
       } catch (e) {
         if (e.body && e.body.errors) {
