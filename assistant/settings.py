@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     admin_login_failures: int = Field(5, ge=1)
 
     # widget limits
+    # pages on other sites that may open the widget's WebSocket (comma-separated origins such as
+    # https://shop.example.com); the gateway's own pages always may
+    widget_origins: str = ""
+    widget_messages_per_minute: int = Field(30, ge=1)  # one conversation
+    widget_messages_per_address_minute: int = Field(120, ge=1)  # all conversations from one client address
+    widget_connections_per_address_minute: int = Field(30, ge=1)
     max_text_chars: int = 2000  # characters in one shopper message
     max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
     rasa_timeout_s: float = 30.0  # seconds to wait for Rasa's reply

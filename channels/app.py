@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from channels.admin.auth import Access
 from channels.admin.auth import install_error_handler as install_access_errors
 from channels.chat import ChatHub, ChatSession
 from channels.handoff import HandoffDesk
+from channels.limits import SlidingWindow
 from channels.photos import PhotoService
 from channels.rasa_client import RasaClient
 from channels.transcripts import TranscriptStore
@@ -33,6 +35,7 @@ from channels.voice.speech import Espeak
 from knowledge_base import api as kb_api
 
 STATIC = Path(__file__).with_name("static")
+log = logging.getLogger("kefu.gateway")
 _MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
 
@@ -131,8 +134,21 @@ def create_app(settings: Settings) -> FastAPI:
     async def health() -> dict:
         return {"status": "ok"}
 
+    allowed_origins = {o.strip().rstrip("/") for o in settings.widget_origins.split(",") if o.strip()}
+    connections = SlidingWindow(settings.widget_connections_per_address_minute, 60)
+
     @app.websocket("/ws/chat")
     async def chat(websocket: WebSocket) -> None:
+        """The widget. A browser page of another site not in KEFU_WIDGET_ORIGINS is refused (its
+        shoppers' cookies would otherwise ride along), and so is an address opening too many."""
+        origin = websocket.headers.get("origin", "").rstrip("/")
+        if origin and origin.split("://", 1)[-1] != websocket.headers.get("host", "") and origin not in allowed_origins:
+            log.info("widget refused: origin not allowed")
+            await websocket.close(code=4403)
+            return
+        if not connections.allow(websocket.client.host if websocket.client else "-"):
+            await websocket.close(code=4429)
+            return
         await ChatSession(hub, websocket).run()
 
     speaker = Espeak()

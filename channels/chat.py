@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from assistant.settings import Settings
 from channels import protocol
 from channels.handoff import HandoffDesk
+from channels.limits import SlidingWindow
 from channels.photos import PhotoError, PhotoService
 from channels.rasa_client import RasaClient, RasaUnavailable
 from channels.transcripts import Stored, TranscriptStore, new_id
@@ -38,6 +39,10 @@ class ChatHub:
     voice: VoiceService
     desk: HandoffDesk
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    per_address: SlidingWindow | None = None  # messages from one client address, across its conversations
+
+    def __post_init__(self) -> None:
+        self.per_address = SlidingWindow(self.settings.widget_messages_per_address_minute, 60)
 
     def lock(self, conversation_id: str) -> asyncio.Lock:
         return self.locks.setdefault(conversation_id, asyncio.Lock())
@@ -50,6 +55,8 @@ class ChatSession:
         self.conversation_id: str | None = None
         self.language = "zh"
         self.customer_token: str | None = None
+        self.address = websocket.client.host if websocket.client else "-"
+        self.per_session = SlidingWindow(hub.settings.widget_messages_per_minute, 60)
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -65,6 +72,11 @@ class ChatSession:
 
 
     async def handle_frame(self, frame: str) -> None:
+        if not self.per_session.allow("session") or not self.hub.per_address.allow(self.address):
+            # not stored: a flood must not fill the transcript with refusals
+            zh, en = protocol.ERROR_TEXT["rate_limited"]
+            return await self.ws.send_json({"type": "error", "code": "rate_limited", "id": new_id("e"), "seq": 0,
+                                            "sender": "system", "text": zh if self.language == "zh" else en})
         size = len(frame.encode())
         settings = self.hub.settings
         if size > settings.max_frame_bytes:  # only a photo or a voice message may be bigger, up to its own limit

@@ -109,6 +109,7 @@ ERROR_TEXT: dict[str, tuple[str, str]] = {
     "photo_too_small": ("图片太小了，看不清，请拍一张清晰的照片。", "That image is too small to see anything; please take a clear photo."),
     "photo_corrupt": ("图片已损坏或不完整，无法打开，请重新发送。",
                       "That photo is damaged or incomplete and can't be opened; please send it again."),
+    "rate_limited": ("您发送得太快了，请稍等一下再发。", "You're sending messages too fast; please wait a moment."),
     "upstream_unavailable": ("抱歉，系统有点忙，请稍后重试。您的消息已保存。",
                              "Sorry, I'm having trouble right now; please try again. Your message is saved."),
 }

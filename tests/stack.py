@@ -72,6 +72,10 @@ def running_stack(work: Path, log_path: Path) -> Iterator[Stack]:
         "KEFU_CHROMA_DIR": str(work / "chroma"),
         "KEFU_SECRET_KEY": "test-secret-key",
         "KEFU_ADMIN_TOKEN": "test-admin-token",
+        # every test shopper comes from 127.0.0.1: the per-address limits are for the real world
+        # (tests/test_widget_limits.py checks them); one conversation keeps its default limit
+        "KEFU_WIDGET_MESSAGES_PER_ADDRESS_MINUTE": "100000",
+        "KEFU_WIDGET_CONNECTIONS_PER_ADDRESS_MINUTE": "100000",
         "KEFU_SUPPORT_HOURS": "00:00-00:00",  # agents on duty whenever the tests run (after hours: test_handoff.py)
         "KEFU_PRICING_INTERVAL_S": "86400",  # the engine re-prices at midnight, not in the middle of a test
         "PYTHONWARNINGS": "ignore",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 
 from anyio import to_thread
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from assistant.settings import Settings
 from channels.admin import accounts
 from channels.admin.accounts import Principal
+from channels.limits import SlidingWindow
 
 COOKIE = "kefu_console"
 CSRF_HEADER = "X-CSRF-Token"
@@ -42,41 +42,29 @@ def install_error_handler(app: FastAPI) -> None:
 
 
 class LoginLimiter:
-    """Sliding windows: attempts per client address per minute, failures per account per 15 minutes.
-
-    In-process: each gateway replica counts its own (issue 9's scale-out shape moves it to Redis)."""
+    """Attempts per client address per minute, failures per account per 15 minutes."""
 
     def __init__(self, per_minute: int, failures: int, clock: Callable[[], float] = time.monotonic):
-        self.per_minute, self.failures, self.clock = per_minute, failures, clock
-        self._attempts: dict[str, deque[float]] = defaultdict(deque)
-        self._failed: dict[str, deque[float]] = defaultdict(deque)
-
-    @staticmethod
-    def _trim(window: deque[float], now: float, span: float) -> None:
-        while window and window[0] <= now - span:
-            window.popleft()
+        self._attempts = SlidingWindow(per_minute, 60, clock)
+        self._failed = SlidingWindow(failures, LOCK_S, clock)
 
     def check(self, address: str, username: str) -> None:
         """Raises a 429 when this address or this account must wait; counts the attempt."""
-        now = self.clock()
-        attempts, failed = self._attempts[address], self._failed[username.lower()]
-        self._trim(attempts, now, 60)
-        self._trim(failed, now, LOCK_S)
-        if len(failed) >= self.failures:
-            wait = int(failed[0] + LOCK_S - now) + 1
+        wait = self._failed.wait_s(username.lower())
+        if wait > 0:
             raise AccessError(429, "rate_limited", f"too many failed logins for this account; try again in "
-                                                   f"{wait // 60 + 1} minutes", {"Retry-After": str(wait)})
-        if len(attempts) >= self.per_minute:
-            wait = int(attempts[0] + 60 - now) + 1
-            raise AccessError(429, "rate_limited", f"too many login attempts; try again in {wait} seconds",
-                              {"Retry-After": str(wait)})
-        attempts.append(now)
+                                                   f"{int(wait) // 60 + 1} minutes", {"Retry-After": str(int(wait) + 1)})
+        wait = self._attempts.wait_s(address)
+        if wait > 0:
+            raise AccessError(429, "rate_limited", f"too many login attempts; try again in {int(wait) + 1} seconds",
+                              {"Retry-After": str(int(wait) + 1)})
+        self._attempts.hit(address)
 
     def failed(self, username: str) -> None:
-        self._failed[username.lower()].append(self.clock())
+        self._failed.hit(username.lower())
 
     def succeeded(self, username: str) -> None:
-        self._failed.pop(username.lower(), None)
+        self._failed.forget(username.lower())
 
 
 class Access:
