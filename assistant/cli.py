@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from assistant.settings import PROJECT_ROOT, get_settings
-from channels.admin.cli import admin_app, ensure_demo_accounts
+from channels.admin.cli import admin_app, ensure_demo_accounts, privacy_app
 
 app = typer.Typer(help="kefu: self-hosted AI customer service for online shops", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -31,6 +31,7 @@ app.add_typer(vision_app, name="vision")
 voice_app = typer.Typer(help="voice: Whisper speech recognition for voice messages and phone calls", no_args_is_help=True)
 app.add_typer(voice_app, name="voice")
 app.add_typer(admin_app, name="admin")
+app.add_typer(privacy_app, name="privacy")
 
 DEFAULT_NLU_DATA = [PROJECT_ROOT / "assistant" / "data" / "nlu"]
 DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     support_hours: str = Field("09:00-22:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
     support_timezone: str = "Asia/Shanghai"
 
+    # transcripts, photos and voice messages of conversations idle longer than this are deleted by
+    # `kefu privacy purge` (run it daily, e.g. from cron)
+    retention_days: int = Field(365, ge=1)
+
     price_protection_payout: Literal["refund", "coupon"] = "refund"  # how a price difference is paid back
     pricing_interval_s: int = 15 * 60  # the pricing engine re-prices this often (kefu pricing serve)
     checkout_ttl_s: int = 30 * 60  # a checkout link expires after 30 minutes

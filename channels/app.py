@@ -59,7 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
     access = Access(settings, sessions)
     owner, staff = access.require("owner"), access.require("owner", "agent")
     tracker = analytics.tracker_engine(settings.tracker_url)  # Rasa's tracker store, read-only: intents
-    app.include_router(admin_routes.router(access, tracker))
+    app.include_router(admin_routes.router(access, tracker, analytics.tracker_engine(settings.tracker_url,
+                                                                                     writable=True)))
     app.include_router(admin_conversations.router(access, desk, settings.rasa_url, tracker))
     app.include_router(kb_api.router(settings, sessions, owner, staff))
     app.include_router(commerce_api.router(settings, sessions, owner, staff))

@@ -52,6 +52,8 @@ ACCESS = {
     ("GET", "/api/admin/commerce/photos/{photo_id}"): "staff",
     ("GET", "/api/admin/handoff/queue"): "staff",
     ("GET", "/api/admin/analytics"): "owner",
+    ("GET", "/api/admin/shoppers/export"): "owner",
+    ("POST", "/api/admin/shoppers/delete"): "owner",
     ("GET", "/api/admin/analytics.csv"): "owner",
     ("GET", "/api/admin/conversations"): "staff",
     ("GET", "/api/admin/conversations/{conversation_id}"): "staff",

@@ -27,10 +27,12 @@ TOP = 10
 MAX_DAYS = 366
 
 
-def tracker_engine(url: str) -> Engine:
-    """Rasa's tracker store, opened read-only (a SQLite file is never created or written here)."""
+def tracker_engine(url: str, writable: bool = False) -> Engine:
+    """Rasa's tracker store. Read-only unless ``writable`` (the deletion of a shopper's data); a
+    SQLite file is never created here either way."""
     if url.startswith("sqlite:///"):
-        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=ro&uri=true")
+        mode = "rw" if writable else "ro"
+        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode={mode}&uri=true")
     return create_engine(url, pool_pre_ping=True)
 
 

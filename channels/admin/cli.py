@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import typer
 
 from assistant.settings import get_settings
 
 admin_app = typer.Typer(help="the merchant console: accounts", no_args_is_help=True)
+privacy_app = typer.Typer(help="personal data: a shopper's export and deletion, retention", no_args_is_help=True)
 DEMO_ACCOUNTS_FILE = "console-accounts.txt"
 
 
@@ -72,3 +74,83 @@ def ensure_demo_accounts() -> None:
     path.write_text("".join(f"{role}\t{name}\t{password}\n" for name, role, password in made))
     path.chmod(0o600)
     typer.echo(f"console accounts created: owner and agent; their passwords are in {path}")
+
+
+def _tracker(writable: bool = False):  # type: ignore[no-untyped-def]
+    """Rasa's tracker store, when it exists."""
+    from channels.admin.analytics import tracker_engine
+
+    url = get_settings().tracker_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    return tracker_engine(url, writable)
+
+
+def _customer(session, phone: str | None, email: str | None):  # type: ignore[no-untyped-def]
+    from assistant import retention
+
+    try:
+        return retention.find_customer(session, phone, email)
+    except (ValueError, LookupError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@privacy_app.command("export")
+def privacy_export(phone: str = typer.Option(None, help="the shopper's phone number"),
+                   email: str = typer.Option(None, help="or their email"),
+                   out: Path = typer.Option(..., help="JSON file to write (it holds personal data)")) -> None:
+    """Everything kefu holds about one shopper, for their access request."""
+    import json
+
+    from assistant import retention
+
+    with _sessions()() as session:
+        customer = _customer(session, phone, email)
+        data = retention.export_shopper(session, _tracker(), customer)
+        from channels.admin import accounts
+
+        accounts.audit(session, "cli", "shopper_export", f"customer:{customer.id}")
+        session.commit()
+    out.write_text(json.dumps(data, ensure_ascii=False, indent=2))
+    out.chmod(0o600)
+    typer.echo(f"wrote {out}: {len(data['orders'])} orders, {len(data['conversations'])} conversations")
+
+
+@privacy_app.command("delete")
+def privacy_delete(phone: str = typer.Option(None, help="the shopper's phone number"),
+                   email: str = typer.Option(None, help="or their email"),
+                   yes: bool = typer.Option(False, "--yes", help="do it (without it, only say what would go)")) -> None:
+    """Delete one shopper's conversations, photos and voice messages, and anonymise their record."""
+    from assistant import retention
+    from channels.admin import accounts
+
+    settings = get_settings()
+    with _sessions()() as session:
+        customer = _customer(session, phone, email)
+        if not yes:
+            found = retention.conversations_of(session, _tracker(), customer)
+            typer.echo(f"customer {customer.id}: {len(found)} conversations would be deleted; add --yes to do it")
+            return
+        removed = retention.delete_shopper(session, _tracker(writable=True), customer, settings.photos_path,
+                                           settings.audio_path)
+        accounts.audit(session, "cli", "shopper_deleted", f"customer:{customer.id}", **removed.__dict__)
+        session.commit()
+    typer.echo(f"deleted: {removed}")
+
+
+@privacy_app.command("purge")
+def privacy_purge(days: int = typer.Option(None, help="keep this many days (default: KEFU_RETENTION_DAYS)")) -> None:
+    """Delete conversations idle for longer than the retention period."""
+    from assistant import retention
+
+    settings = get_settings()
+    with _sessions()() as session:
+        try:
+            removed = retention.purge(session, _tracker(writable=True), days or settings.retention_days,
+                                      settings.photos_path, settings.audio_path)
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from error
+        session.commit()
+    typer.echo(f"purged: {removed}")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from assistant import retention
 from channels.admin import accounts, analytics
 from channels.admin.accounts import AccountError, Principal
 from channels.admin.auth import COOKIE, Access, AccessError
@@ -39,6 +40,13 @@ class NewUser(BaseModel):
     display_name: str = Field("", max_length=64)
 
 
+class ShopperRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: str | None = Field(None, max_length=32)
+    email: str | None = Field(None, max_length=128)
+    confirm: Literal[True]  # deleting is not undone: the caller says so
+
+
 class UserChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["owner", "agent"] | None = None
@@ -47,7 +55,7 @@ class UserChange(BaseModel):
     display_name: str | None = Field(None, min_length=1, max_length=64)
 
 
-def router(access: Access, tracker: Engine | None = None) -> APIRouter:
+def router(access: Access, tracker: Engine | None = None, writable_tracker: Engine | None = None) -> APIRouter:
     """``tracker``: Rasa's tracker store, read for the analytics' intents (analytics.tracker_engine)."""
     sessions, settings = access.sessions, access.settings
     owner = access.require("owner")
@@ -154,6 +162,45 @@ def router(access: Access, tracker: Engine | None = None) -> APIRouter:
         data = await to_thread.run_sync(analytics_data, start, end)
         return Response(analytics.to_csv(data), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="kefu-analytics-{data["from"]}-{data["to"]}.csv"'})
+
+    def shopper(session: Session, phone: str | None, email: str | None):  # type: ignore[no-untyped-def]
+        try:
+            return retention.find_customer(session, phone, email)
+        except retention.ShopperNotFound as error:
+            raise AccessError(404, "not_found", str(error)) from error
+        except ValueError as error:
+            raise AccessError(400, "invalid_request", str(error)) from error
+
+    @api.get("/api/admin/shoppers/export", tags=["console"])
+    async def shopper_export(phone: str | None = None, email: str | None = None,
+                             who: Principal = Depends(owner)) -> JSONResponse:
+        """Everything held about one shopper (an access request under PIPL / GDPR); audited."""
+        def work() -> dict:
+            with sessions() as session:
+                customer = shopper(session, phone, email)
+                data = retention.export_shopper(session, tracker, customer)
+                accounts.audit(session, who.username, "shopper_export", f"customer:{customer.id}")
+                session.commit()
+                return data
+        data = await to_thread.run_sync(work)
+        return JSONResponse(data, headers={"Cache-Control": "no-store",
+                                           "Content-Disposition": 'attachment; filename="shopper-data.json"'})
+
+    @api.post("/api/admin/shoppers/delete", tags=["console"])
+    async def shopper_delete(request: Request, who: Principal = Depends(owner)) -> dict:
+        """Deletes one shopper's conversations, photos and voice messages and anonymises the record."""
+        data = ShopperRequest.model_validate_json(await request.body())
+
+        def work() -> dict:
+            with sessions() as session:
+                customer = shopper(session, data.phone, data.email)
+                removed = retention.delete_shopper(session, writable_tracker, customer, settings.photos_path,
+                                                   settings.audio_path)
+                accounts.audit(session, who.username, "shopper_deleted", f"customer:{customer.id}",
+                               **removed.__dict__)
+                session.commit()
+                return {"customer_id": customer.id, **removed.__dict__}
+        return await to_thread.run_sync(work)
 
     # ------------------------------------------------------------------ pages
     @api.get("/admin/login", response_class=HTMLResponse, include_in_schema=False)
