@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from anyio import to_thread
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 ERROR_STATUS = {"not_found": 404, "duplicate_key": 409, "conflict": 409, "invalid_status": 400, "too_large": 413}
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
+# what the database can hold: an id or offset beyond this is an invalid request, not a server error
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Offset = Annotated[int, Query(ge=0, le=10**7)]
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -95,7 +98,7 @@ def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[
 
     @api.get("/faqs", dependencies=[Depends(staff)])
     async def list_faqs(q: str = "", language: str | None = None, category: str | None = None,
-                        status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+                        status: str | None = None, limit: int = 50, offset: Offset = 0) -> dict:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
 
         def work(session: Session) -> dict:
@@ -112,11 +115,11 @@ def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[
         return result
 
     @api.get("/faqs/{faq_id}", dependencies=[Depends(staff)])
-    async def get_faq(faq_id: int) -> dict:
+    async def get_faq(faq_id: RowId) -> dict:
         return await run(lambda s: faq.to_dict(faq.get(s, faq_id)))
 
     @api.put("/faqs/{faq_id}")
-    async def edit_faq(faq_id: int, request: Request, who: Any = Depends(owner)) -> dict:
+    async def edit_faq(faq_id: RowId, request: Request, who: Any = Depends(owner)) -> dict:
         data = await body(request, FaqEdit)
         content = FaqInput(**data.model_dump(exclude={"expected_version"}))
         result = await run(lambda s: faq.to_dict(faq.update(s, faq_id, content, author=who.username,
@@ -125,25 +128,25 @@ def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[
         return result
 
     @api.post("/faqs/{faq_id}/publish")
-    async def publish(faq_id: int, who: Any = Depends(owner)) -> dict:
+    async def publish(faq_id: RowId, who: Any = Depends(owner)) -> dict:
         result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "published", who.username)))
         await nudge()
         return result
 
     @api.post("/faqs/{faq_id}/unpublish")
-    async def unpublish(faq_id: int, who: Any = Depends(owner)) -> dict:
+    async def unpublish(faq_id: RowId, who: Any = Depends(owner)) -> dict:
         result = await run(lambda s: faq.to_dict(faq.set_status(s, faq_id, "draft", who.username)))
         await nudge()
         return result
 
     @api.delete("/faqs/{faq_id}", dependencies=[Depends(owner)])
-    async def delete_faq(faq_id: int) -> dict:
+    async def delete_faq(faq_id: RowId) -> dict:
         await run(lambda s: faq.delete(s, faq_id))
         await nudge()
         return {"deleted": faq_id}
 
     @api.get("/faqs/{faq_id}/versions", dependencies=[Depends(staff)])
-    async def versions(faq_id: int) -> dict:
+    async def versions(faq_id: RowId) -> dict:
         def work(session: Session) -> dict:
             rows = faq.versions(session, faq_id)
             out, previous = [], {}
@@ -156,24 +159,24 @@ def router(settings: Settings, sessions: sessionmaker[Session], owner: Callable[
         return await run(work)
 
     @api.post("/faqs/{faq_id}/restore")
-    async def restore(faq_id: int, request: Request, who: Any = Depends(owner)) -> dict:
+    async def restore(faq_id: RowId, request: Request, who: Any = Depends(owner)) -> dict:
         data = await body(request, RestoreRequest)
         result = await run(lambda s: faq.to_dict(faq.restore(s, faq_id, data.version, who.username)))
         await nudge()
         return result
 
     @api.get("/unanswered", dependencies=[Depends(owner)])
-    async def inbox(status: str = "open", language: str | None = None, limit: int = 100, offset: int = 0) -> dict:
+    async def inbox(status: str = "open", language: str | None = None, limit: int = 100, offset: Offset = 0) -> dict:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
         return await run(lambda s: {"items": [unanswered.to_dict(g) for g in unanswered.listing(
             s, status, language if language in ("zh", "en") else None, limit, offset)]})
 
     @api.post("/unanswered/{group_id}/dismiss", dependencies=[Depends(owner)])
-    async def dismiss(group_id: int) -> dict:
+    async def dismiss(group_id: RowId) -> dict:
         return await run(lambda s: unanswered.to_dict(unanswered.dismiss(s, group_id)))
 
     @api.post("/unanswered/{group_id}/draft", status_code=201)
-    async def draft(group_id: int, request: Request, who: Any = Depends(owner)) -> dict:
+    async def draft(group_id: RowId, request: Request, who: Any = Depends(owner)) -> dict:
         raw = await request.body()
         data = DraftRequest.model_validate_json(raw) if raw.strip() else DraftRequest()
         return await run(lambda s: faq.to_dict(unanswered.to_draft(s, group_id, who.username, data.key, data.category)))

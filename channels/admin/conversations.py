@@ -21,6 +21,7 @@ from channels.admin.accounts import Principal
 from channels.admin.auth import COOKIE, Access, AccessError
 from channels.handoff import HandoffDesk, HandoffError, for_agents, summary
 from channels.transcripts import Stored
+from knowledge_base.api import Offset
 
 log = logging.getLogger("kefu.gateway.agents")
 HANDOFF_STATUS = {"not_found": 404, "taken": 409, "not_yours": 409, "not_live": 409, "not_waiting": 409}
@@ -126,7 +127,7 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
     @api.get("/api/admin/conversations", dependencies=[Depends(staff)])
     async def search(start: dt.date | None = Query(None, alias="from"), end: dt.date | None = Query(None, alias="to"),
                      channel: str | None = None, intent: str | None = None, q: str = "",
-                     limit: int = 50, offset: int = 0) -> dict:
+                     limit: int = 50, offset: Offset = 0) -> dict:
         """Transcripts by date, channel, intent (Rasa's tracker store) and words, newest first; personal
         data masked."""
         end = end or dt.date.today()

@@ -20,6 +20,7 @@ from channels.admin import accounts, analytics
 from channels.admin.accounts import AccountError, Principal
 from channels.admin.auth import COOKIE, Access, AccessError
 from channels.admin.models import AdminUser
+from knowledge_base.api import Offset, RowId
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
@@ -126,7 +127,7 @@ def router(access: Access, tracker: Engine | None = None, writable_tracker: Engi
         return await run(work)
 
     @api.patch("/api/admin/users/{user_id}", tags=["console"])
-    async def change_user(user_id: int, request: Request, who: Principal = Depends(owner)) -> dict:
+    async def change_user(user_id: RowId, request: Request, who: Principal = Depends(owner)) -> dict:
         data = UserChange.model_validate_json(await request.body())
 
         def work(session: Session) -> dict:
@@ -137,7 +138,7 @@ def router(access: Access, tracker: Engine | None = None, writable_tracker: Engi
         return await run(work)
 
     @api.get("/api/admin/audit", tags=["console"], dependencies=[Depends(owner)])
-    async def audit_log(limit: int = 100, offset: int = 0) -> dict:
+    async def audit_log(limit: int = 100, offset: Offset = 0) -> dict:
         limit, offset = max(1, min(limit, 500)), max(0, offset)
         return await run(lambda s: {"items": accounts.audit_listing(s, limit, offset)})
 
