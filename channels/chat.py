@@ -62,7 +62,10 @@ class ChatSession:
         await self.ws.accept()
         try:
             while True:
-                frame = await self.ws.receive_text()
+                frame = await protocol.receive_frame(self.ws)
+                if frame is None:
+                    await self.error("binary_frame")
+                    continue
                 await self.handle_frame(frame)
         except WebSocketDisconnect:
             log.info("widget disconnected conversation=%s", self.conversation_id)
@@ -88,8 +91,8 @@ class ChatSession:
                 code = "photo_too_large" if media.group(1) == "image" else "audio_too_large"
                 return await self.error(code, limit_mb=limit // (1024 * 1024))
         try:
-            raw = json.loads(frame)
-        except json.JSONDecodeError:
+            raw = protocol.parse_json(frame)
+        except ValueError:  # json.JSONDecodeError is one
             return await self.error("malformed_json")
         if not isinstance(raw, dict) or raw.get("type") not in protocol.CLIENT_TYPES:
             return await self.error("unknown_type", got=str(raw.get("type") if isinstance(raw, dict) else type(raw).__name__)[:40])

@@ -18,9 +18,11 @@ handed it back: text, agent_name), error; and "typing", which is not stored and 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 Language = Literal["zh", "en"]
 
@@ -48,6 +50,13 @@ class Text(_Message):
     text: str = Field(min_length=1)
     client_id: str = Field(min_length=1, max_length=64)
 
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the text is blank")
+        return value
+
 
 class Postback(_Message):
     type: Literal["postback"]
@@ -74,9 +83,26 @@ ClientMessage = Annotated[Hello | Resume | Text | Postback | ImageMessage | Audi
 client_message = TypeAdapter(ClientMessage)
 CLIENT_TYPES = ("hello", "resume", "text", "postback", "image", "audio")
 
+async def receive_frame(websocket: WebSocket) -> str | None:
+    """The next text frame; None for a binary frame (neither protocol uses them)."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    return message.get("text")
+
+
+def parse_json(frame: str) -> Any:
+    """The frame's JSON value; ValueError for anything that is not JSON, nested too deep included."""
+    try:
+        return json.loads(frame)
+    except RecursionError as error:  # "[[[[…": the decoder's recursion limit, not a server fault
+        raise ValueError("JSON nested too deeply") from error
+
+
 # error codes the widget knows how to show (message text is in the shopper's language)
 ERROR_TEXT: dict[str, tuple[str, str]] = {
     "malformed_json": ("消息格式错误，已忽略。", "That message was not valid JSON and was ignored."),
+    "binary_frame": ("不支持二进制消息，已忽略。", "Binary frames aren't supported; that one was ignored."),
     "frame_too_large": ("消息太大了，已忽略。", "That message was too large and was ignored."),
     "unknown_type": ("不支持的消息类型。", "That kind of message isn't supported."),
     "invalid_message": ("消息内容不完整或格式不对。", "That message was incomplete or malformed."),

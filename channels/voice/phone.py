@@ -37,6 +37,7 @@ from anyio import to_thread
 from fastapi import WebSocket, WebSocketDisconnect
 
 from assistant.privacy import mask_phone
+from channels.protocol import parse_json, receive_frame
 from channels.rasa_client import RasaUnavailable
 from channels.voice.audio import SAMPLE_RATE, AudioError, is_silent
 from channels.voice.speech import Speaker, sentences
@@ -153,7 +154,10 @@ class PhoneCall:
         await self.ws.accept()
         try:
             while not self.state.ended:
-                frame = await self.ws.receive_text()
+                frame = await receive_frame(self.ws)
+                if frame is None:
+                    log.info("phone: binary frame ignored")
+                    continue
                 await self.handle(frame)
         except WebSocketDisconnect:
             pass
@@ -169,8 +173,8 @@ class PhoneCall:
 
     async def handle(self, frame: str) -> None:
         try:
-            event = json.loads(frame)
-        except json.JSONDecodeError:
+            event = parse_json(frame)
+        except ValueError:
             log.info("phone: malformed frame ignored")
             return
         if not isinstance(event, dict):
