@@ -160,8 +160,10 @@ def nlu_serve(model: Path = typer.Option(None, help="model directory"), port: in
     _logging()
     torch.set_num_threads(1)  # one message at a time: a single thread answers fastest
     settings = get_settings()
+    # Rasa's HTTP client keeps connections open for 15 s; were the server to close them first (uvicorn's
+    # default is 5 s), a reused connection fails and Rasa falls back to an empty intent
     uvicorn.run(create_app(model or settings.nlu_model_path, settings.nlu_threshold), host=settings.host,
-                port=port or settings.nlu_port, log_level="warning")
+                port=port or settings.nlu_port, log_level="warning", timeout_keep_alive=75)
 
 
 @kb_app.command("reindex")

@@ -38,7 +38,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app()).include(path_re
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_admin_route_answers_with_a_server_error(case):  # type: ignore[no-untyped-def]
     try:
         response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})

@@ -36,11 +36,22 @@ def tracker_engine(url: str, writable: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def resolve_range(start: dt.date | None, end: dt.date | None, days: int = 30) -> tuple[dt.date, dt.date]:
+    """The range asked for; by default the ``days`` up to ``end`` (today when not given)."""
+    end = end or dt.date.today()
+    try:
+        return start or end - dt.timedelta(days=days - 1), end
+    except OverflowError as error:
+        raise ValueError(f"no date range of {days} days ends on {end}") from error
+
+
 def day_range(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
     if end < start:
         raise ValueError(f"the range ends ({end}) before it starts ({start})")
     if (end - start).days >= MAX_DAYS:
         raise ValueError(f"at most {MAX_DAYS} days at a time")
+    if end >= dt.date.max:
+        raise ValueError(f"the range must end before {dt.date.max}")
     return dt.datetime.combine(start, dt.time()), dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
 
 

@@ -130,10 +130,8 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
                      limit: int = 50, offset: Offset = 0) -> dict:
         """Transcripts by date, channel, intent (Rasa's tracker store) and words, newest first; personal
         data masked."""
-        end = end or dt.date.today()
-        start = start or end - dt.timedelta(days=29)
         try:
-            since, until = analytics.day_range(start, end)
+            since, until = analytics.day_range(*analytics.resolve_range(start, end))
         except ValueError as error:
             raise AccessError(400, "invalid_range", str(error)) from error
         limit, offset = max(1, min(limit, 200)), max(0, offset)

@@ -143,11 +143,9 @@ def router(access: Access, tracker: Engine | None = None, writable_tracker: Engi
         return await run(lambda s: {"items": accounts.audit_listing(s, limit, offset)})
 
     def analytics_data(start: dt.date | None, end: dt.date | None) -> dict:
-        end = end or dt.date.today()
-        start = start or end - dt.timedelta(days=29)
         with sessions() as session:
             try:
-                return analytics.report(session, tracker, start, end)
+                return analytics.report(session, tracker, *analytics.resolve_range(start, end))
             except ValueError as error:
                 raise AccessError(400, "invalid_range", str(error)) from error
 
