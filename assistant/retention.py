@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import Engine, String, cast, delete, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from assistant.commerce.db import chunks
 from assistant.commerce.models import (
     Conversation,
     Customer,
@@ -53,10 +54,6 @@ class Removed:
     photos: int = 0
     voice_clips: int = 0
     tracker_events: int = 0
-
-    def add(self, other: Removed) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
 
 
 def find_customer(session: Session, phone: str | None = None, email: str | None = None) -> Customer:
@@ -173,8 +170,8 @@ def purge(session: Session, tracker: Engine | None, days: int, photos_dir: Path,
 def delete_conversations(session: Session, tracker: Engine | None, ids: list[str], photos_dir: Path,
                          audio_dir: Path) -> Removed:
     removed = Removed()
-    for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
-        kept = set(session.scalars(select(ReturnRequest.photo_id).where(ReturnRequest.photo_id.is_not(None))))
+    kept = set(session.scalars(select(ReturnRequest.photo_id).where(ReturnRequest.photo_id.is_not(None))))
+    for chunk in chunks(ids):
         for photo in session.scalars(select(Photo).where(Photo.conversation_id.in_(chunk))).all():
             if photo.id in kept:  # evidence on a return request stays with the return, unlinked
                 photo.conversation_id = None

@@ -17,7 +17,7 @@ from assistant.commerce import checkout
 from assistant.commerce.db import session_factory
 from assistant.commerce.models import Product
 from assistant.settings import Settings
-from channels import pages
+from channels import pages, protocol
 from channels.admin import analytics
 from channels.admin import conversations as admin_conversations
 from channels.admin import routes as admin_routes
@@ -44,8 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
     photos = PhotoService(settings, sessions)
     voice = VoiceService(settings, sessions)
     store = TranscriptStore(sessions)
-    desk = HandoffDesk(sessions, store, settings.rasa_url)
-    hub = ChatHub(settings, store, RasaClient(settings.rasa_url, settings.rasa_timeout_s), photos, voice, desk)
+    rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_s)
+    desk = HandoffDesk(sessions, store, rasa)
+    hub = ChatHub(settings, store, rasa, photos, voice, desk)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -58,10 +59,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.desk = desk  # the live handoff desk (tests drive it directly)
     access = Access(settings, sessions)
     owner, staff = access.require("owner"), access.require("owner", "agent")
-    tracker = analytics.tracker_engine(settings.tracker_url)  # Rasa's tracker store, read-only: intents
-    app.include_router(admin_routes.router(access, tracker, analytics.tracker_engine(settings.tracker_url,
-                                                                                     writable=True)))
-    app.include_router(admin_conversations.router(access, desk, settings.rasa_url, tracker))
+    tracker = analytics.tracker_engine(settings.tracker_url)  # Rasa's tracker store: intents, a shopper's events
+    app.include_router(admin_routes.router(access, tracker))
+    app.include_router(admin_conversations.router(access, desk, tracker))
     app.include_router(kb_api.router(settings, sessions, owner, staff))
     app.include_router(commerce_api.router(settings, sessions, owner, staff))
     kb_api.install_error_handlers(app)
@@ -143,7 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         """The widget. A browser page of another site not in KEFU_WIDGET_ORIGINS is refused (its
         shoppers' cookies would otherwise ride along), and so is an address opening too many."""
         origin = websocket.headers.get("origin", "").rstrip("/")
-        if origin and origin.split("://", 1)[-1] != websocket.headers.get("host", "") and origin not in allowed_origins:
+        if origin and not protocol.from_own_pages(websocket) and origin not in allowed_origins:
             log.info("widget refused: origin not allowed")
             await websocket.close(code=4403)
             return

@@ -39,7 +39,7 @@ class ChatHub:
     voice: VoiceService
     desk: HandoffDesk
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    per_address: SlidingWindow | None = None  # messages from one client address, across its conversations
+    per_address: SlidingWindow = field(init=False)  # messages from one client address, across its conversations
 
     def __post_init__(self) -> None:
         self.per_address = SlidingWindow(self.settings.widget_messages_per_address_minute, 60)
@@ -73,13 +73,9 @@ class ChatSession:
             if self.conversation_id:
                 self.hub.desk.widget_left(self.conversation_id, self.ws.send_json)
 
-
     async def handle_frame(self, frame: str) -> None:
         if not self.per_session.allow("session") or not self.hub.per_address.allow(self.address):
-            # not stored: a flood must not fill the transcript with refusals
-            zh, en = protocol.ERROR_TEXT["rate_limited"]
-            return await self.ws.send_json({"type": "error", "code": "rate_limited", "id": new_id("e"), "seq": 0,
-                                            "sender": "system", "text": zh if self.language == "zh" else en})
+            return await self.error("rate_limited", store=False)  # a flood must not fill the transcript
         size = len(frame.encode())
         settings = self.hub.settings
         if size > settings.max_frame_bytes:  # only a photo or a voice message may be bigger, up to its own limit
@@ -217,10 +213,11 @@ class ChatSession:
                 if status == "waiting":
                     await self.hub.desk.shopper_message(conversation_id, stored)
 
-    async def error(self, code: str, **detail: Any) -> None:
+    async def error(self, code: str, store: bool = True, **detail: Any) -> None:
+        """An error reply in the shopper's language, stored in the conversation unless ``store`` is False."""
         zh, en = protocol.ERROR_TEXT[code]
         body = {"code": code, "text": (zh if self.language == "zh" else en).format(**detail), **detail}
-        if self.conversation_id:
+        if self.conversation_id and store:
             stored: Stored = await to_thread.run_sync(self.hub.store.append, self.conversation_id, "system",
                                                       "error", body)
             await self.ws.send_json(stored.wire())

@@ -11,12 +11,10 @@ claim the bot cannot settle) or when the bot could not answer twice in a row.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 from anyio import to_thread
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from assistant.commerce.models import Conversation, utcnow
 from assistant.privacy import contacts, mask, mask_contact, mask_phone
 from channels.admin.accounts import Principal
+from channels.rasa_client import RasaClient
 from channels.transcripts import Stored, TranscriptStore
 
 log = logging.getLogger("kefu.gateway.handoff")
@@ -37,7 +36,7 @@ NOTICES = {  # what the shopper reads when an agent joins or leaves
 
 
 class HandoffError(Exception):
-    """``code``: not_found, not_waiting, taken, not_yours, not_live."""
+    """``code``: not_found, taken, not_yours, not_live."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -45,11 +44,8 @@ class HandoffError(Exception):
 
 
 class HandoffDesk:
-    def __init__(self, sessions: sessionmaker[Session], store: TranscriptStore, rasa_url: str,
-                 timeout_s: float = 10.0) -> None:
-        self.sessions, self.store = sessions, store
-        self.rasa_url = rasa_url.rstrip("/")
-        self.timeout_s = timeout_s
+    def __init__(self, sessions: sessionmaker[Session], store: TranscriptStore, rasa: RasaClient) -> None:
+        self.sessions, self.store, self.rasa = sessions, store, rasa
         self.widgets: dict[str, set[Push]] = {}
         self.agents: set[Push] = set()
 
@@ -110,11 +106,13 @@ class HandoffDesk:
             return await self.request(conversation_id, str(reason)[:32], status="callback")
 
         def streak() -> int:
+            streak = Conversation.fallback_streak + 1 if "unanswered" in kinds else 0
             with self.sessions() as session:
-                row = session.get(Conversation, conversation_id)
-                row.fallback_streak = row.fallback_streak + 1 if "unanswered" in kinds else 0
+                value = session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                                        .values(fallback_streak=streak).returning(Conversation.fallback_streak)
+                                        ).scalar_one()  # read before the commit: SQLite closes it then
                 session.commit()
-                return row.fallback_streak
+                return value
         if await to_thread.run_sync(streak) >= FALLBACKS_BEFORE_HANDOFF and reason is None:
             reason = "fallback_twice"
         if reason:
@@ -152,15 +150,22 @@ class HandoffDesk:
         language = await to_thread.run_sync(work)
         if not found:
             return None
-        log.info("call back requested conversation=%s contact=%s", conversation_id, mask_contact(found[0][1]))
-        await self._queue_changed()
         shown = mask_contact(found[0][1])
+        log.info("call back requested conversation=%s contact=%s", conversation_id, shown)
+        await self._queue_changed()
         return (f"好的，已记下您的联系方式（{shown}），客服上班后会第一时间联系您。" if language == "zh" else
                 f"Thank you: we have your contact ({shown}); an agent will get in touch as soon as they are back.")
 
     async def shopper_message(self, conversation_id: str, stored: Stored) -> None:
         """Every stored message of a conversation in the queue reaches the agents' consoles."""
         await self._to_agents({"type": "message", "conversation_id": conversation_id, "message": for_agents(stored)})
+
+    async def _post(self, conversation_id: str, sender: str, type_: str, body: dict[str, Any]) -> Stored:
+        """A message from the agents' side: stored, then shown in the widget and the consoles."""
+        stored = await to_thread.run_sync(self.store.append, conversation_id, sender, type_, body)
+        await self._to_widgets(conversation_id, stored.wire())
+        await self.shopper_message(conversation_id, stored)
+        return stored
 
     # ------------------------------------------------------------------ the agent's actions
     async def take(self, conversation_id: str, agent: Principal) -> dict[str, Any]:
@@ -201,10 +206,7 @@ class HandoffDesk:
 
     async def say(self, conversation_id: str, agent: Principal, text: str) -> dict[str, Any]:
         await to_thread.run_sync(self._check_owned, conversation_id, agent)
-        stored = await to_thread.run_sync(self.store.append, conversation_id, "agent", "text",
-                                          {"text": text, "agent_name": agent.display_name})
-        await self._to_widgets(conversation_id, stored.wire())
-        await self._to_agents({"type": "message", "conversation_id": conversation_id, "message": for_agents(stored)})
+        stored = await self._post(conversation_id, "agent", "text", {"text": text, "agent_name": agent.display_name})
         return stored.wire()
 
     def _owned(self, session: Session, conversation_id: str, agent: Principal) -> Conversation:
@@ -224,26 +226,13 @@ class HandoffDesk:
     async def _notice(self, conversation_id: str, kind: str, language: str, name: str) -> None:
         zh, en = NOTICES[kind]
         text = (zh if language == "zh" else en).format(name=name)
-        stored = await to_thread.run_sync(self.store.append, conversation_id, "system", kind,
-                                          {"text": text, "agent_name": name})
-        await self._to_widgets(conversation_id, stored.wire())
-        await self._to_agents({"type": "message", "conversation_id": conversation_id, "message": for_agents(stored)})
+        await self._post(conversation_id, "system", kind, {"text": text, "agent_name": name})
 
     async def _rasa_event(self, conversation_id: str, event: str) -> None:
-        """Pause or resume Rasa's conversation (Rasa's HTTP API, enabled with --enable-api)."""
-        url = f"{self.rasa_url}/conversations/{conversation_id}/tracker/events"
-        for attempt in range(3):
-            try:
-                async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-                    response = await client.post(url, json={"event": event})
-                    response.raise_for_status()
-                    return
-            except httpx.HTTPError as error:
-                log.warning("rasa %s failed conversation=%s attempt=%d error=%s", event, conversation_id,
-                            attempt + 1, type(error).__name__)
-                await asyncio.sleep(0.2 * (attempt + 1))
-        # the gateway stops sending shopper messages to Rasa while an agent answers, paused or not
-        log.error("rasa could not be told to %s conversation=%s", event, conversation_id)
+        """Pause or resume Rasa's conversation."""
+        if not await self.rasa.tracker_event(conversation_id, event):
+            # the gateway stops sending shopper messages to Rasa while an agent answers, paused or not
+            log.error("rasa could not be told to %s conversation=%s", event, conversation_id)
 
     def conversation_summary(self, conversation_id: str) -> dict[str, Any]:
         with self.sessions() as session:

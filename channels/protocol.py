@@ -91,6 +91,12 @@ async def receive_frame(websocket: WebSocket) -> str | None:
     return message.get("text")
 
 
+def from_own_pages(websocket: WebSocket) -> bool:
+    """Whether the browser page that opened the socket was served by this host (its Origin)."""
+    origin = websocket.headers.get("origin", "").rstrip("/")
+    return bool(origin) and origin.split("://", 1)[-1] == websocket.headers.get("host", "")
+
+
 def parse_json(frame: str) -> Any:
     """The frame's JSON value; ValueError for anything that is not JSON, nested too deep included."""
     try:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+IN_LIMIT = 500  # values in one SQL IN (...) list, well under SQLite's variable limit
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = IN_LIMIT) -> Iterator[Sequence[T]]:
+    """``items`` in slices small enough for one ``IN (...)`` each."""
+    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 @lru_cache(maxsize=8)

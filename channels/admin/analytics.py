@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from assistant.commerce.db import chunks
 from assistant.commerce.models import CheckoutOpen, Conversation, TranscriptMessage
 from knowledge_base.models import UnansweredQuestion
 
@@ -27,12 +28,11 @@ TOP = 10
 MAX_DAYS = 366
 
 
-def tracker_engine(url: str, writable: bool = False) -> Engine:
-    """Rasa's tracker store. Read-only unless ``writable`` (the deletion of a shopper's data); a
-    SQLite file is never created here either way."""
+def tracker_engine(url: str) -> Engine:
+    """Rasa's tracker store: read for the analytics, written only to delete a shopper's events. A
+    missing SQLite file is never created (its queries fail, and callers read that as no events)."""
     if url.startswith("sqlite:///"):
-        mode = "rw" if writable else "ro"
-        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode={mode}&uri=true")
+        return create_engine(f"sqlite:///file:{url.removeprefix('sqlite:///')}?mode=rw&uri=true")
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -61,7 +61,7 @@ def report(session: Session, tracker: Engine | None, start: dt.date, end: dt.dat
         Conversation.created_at >= since, Conversation.created_at < until)).all()
     ids = [c.id for c in conversations]
     messages: dict[str, list[tuple[int, str, str, dt.datetime]]] = defaultdict(list)
-    for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+    for chunk in chunks(ids):
         for m in session.execute(select(TranscriptMessage.conversation_id, TranscriptMessage.seq,
                                         TranscriptMessage.sender, TranscriptMessage.type,
                                         TranscriptMessage.created_at)

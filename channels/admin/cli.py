@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -76,14 +77,10 @@ def ensure_demo_accounts() -> None:
     typer.echo(f"console accounts created: owner and agent; their passwords are in {path}")
 
 
-def _tracker(writable: bool = False):  # type: ignore[no-untyped-def]
-    """Rasa's tracker store, when it exists."""
+def _tracker():  # type: ignore[no-untyped-def]
     from channels.admin.analytics import tracker_engine
 
-    url = get_settings().tracker_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return None
-    return tracker_engine(url, writable)
+    return tracker_engine(get_settings().tracker_url)
 
 
 def _customer(session, phone: str | None, email: str | None):  # type: ignore[no-untyped-def]
@@ -132,9 +129,9 @@ def privacy_delete(phone: str = typer.Option(None, help="the shopper's phone num
             found = retention.conversations_of(session, _tracker(), customer)
             typer.echo(f"customer {customer.id}: {len(found)} conversations would be deleted; add --yes to do it")
             return
-        removed = retention.delete_shopper(session, _tracker(writable=True), customer, settings.photos_path,
+        removed = retention.delete_shopper(session, _tracker(), customer, settings.photos_path,
                                            settings.audio_path)
-        accounts.audit(session, "cli", "shopper_deleted", f"customer:{customer.id}", **removed.__dict__)
+        accounts.audit(session, "cli", "shopper_deleted", f"customer:{customer.id}", **asdict(removed))
         session.commit()
     typer.echo(f"deleted: {removed}")
 
@@ -147,7 +144,7 @@ def privacy_purge(days: int = typer.Option(None, help="keep this many days (defa
     settings = get_settings()
     with _sessions()() as session:
         try:
-            removed = retention.purge(session, _tracker(writable=True), days or settings.retention_days,
+            removed = retention.purge(session, _tracker(), days or settings.retention_days,
                                       settings.photos_path, settings.audio_path)
         except ValueError as error:
             typer.echo(f"error: {error}", err=True)

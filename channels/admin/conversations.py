@@ -7,24 +7,24 @@ import datetime as dt
 import logging
 from typing import Any
 
-import httpx
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from assistant.commerce.db import chunks
 from assistant.commerce.models import Conversation, Order, TranscriptMessage
 from assistant.privacy import mask
+from channels import protocol
 from channels.admin import accounts, analytics
 from channels.admin.accounts import Principal
 from channels.admin.auth import COOKIE, Access, AccessError
 from channels.handoff import HandoffDesk, HandoffError, for_agents, summary
-from channels.transcripts import Stored
 from knowledge_base.api import Offset
 
 log = logging.getLogger("kefu.gateway.agents")
-HANDOFF_STATUS = {"not_found": 404, "taken": 409, "not_yours": 409, "not_live": 409, "not_waiting": 409}
+HANDOFF_STATUS = {"not_found": 404, "taken": 409, "not_yours": 409, "not_live": 409}
 ORDERS_SHOWN = 5
 
 
@@ -51,12 +51,11 @@ def shopper_orders(session: Session, slots: dict[str, Any]) -> list[dict[str, An
                        for i in o.items]} for o in rows]
 
 
-def transcript(session: Session, conversation_id: str) -> tuple[Conversation, list[TranscriptMessage]]:
+def _conversation(session: Session, conversation_id: str) -> Conversation:
     row = session.get(Conversation, conversation_id)
     if row is None:
         raise AccessError(404, "not_found", f"no conversation {conversation_id!r}")
-    return row, list(session.scalars(select(TranscriptMessage).where(
-        TranscriptMessage.conversation_id == conversation_id).order_by(TranscriptMessage.seq)))
+    return row
 
 
 def browse(session: Session, tracker: Engine | None, since: dt.datetime, until: dt.datetime, channel: str | None,
@@ -71,7 +70,7 @@ def browse(session: Session, tracker: Engine | None, since: dt.datetime, until: 
     if words:  # the shoppers' and the bot's words (JSON bodies keep Chinese escaped, so matched here)
         needle = words.lower()
         matching = set()
-        for chunk in (rows[i:i + 500] for i in range(0, len(rows), 500)):
+        for chunk in chunks(rows):
             for cid, body in session.execute(select(TranscriptMessage.conversation_id, TranscriptMessage.body).where(
                     TranscriptMessage.conversation_id.in_([r.id for r in chunk]))):
                 if needle in str(body.get("text") or "").lower():
@@ -87,7 +86,7 @@ def browse(session: Session, tracker: Engine | None, since: dt.datetime, until: 
         for r in page]}
 
 
-def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | None = None) -> APIRouter:
+def router(access: Access, desk: HandoffDesk, tracker: Engine | None = None) -> APIRouter:
     staff, owner = access.require("owner", "agent"), access.require("owner")
     api = APIRouter(tags=["conversations"])
 
@@ -97,30 +96,19 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
         except HandoffError as error:
             raise AccessError(HANDOFF_STATUS.get(error.code, 400), error.code, error.message) from error
 
-    async def rasa_slots(conversation_id: str) -> dict[str, Any]:
-        try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
-                response = await client.get(f"{rasa_url.rstrip('/')}/conversations/{conversation_id}/tracker",
-                                            params={"include_events": "NONE"})
-                response.raise_for_status()
-                return response.json().get("slots") or {}
-        except (httpx.HTTPError, ValueError):
-            log.info("rasa tracker not reachable for conversation=%s", conversation_id)
-            return {}
-
     @api.get("/api/admin/handoff/queue", dependencies=[Depends(staff)])
     async def queue() -> dict:
         return {"items": await to_thread.run_sync(desk.queue)}
 
     @api.get("/api/admin/conversations/{conversation_id}", dependencies=[Depends(staff)])
     async def conversation(conversation_id: str) -> dict:
-        slots = await rasa_slots(conversation_id)
+        slots = await desk.rasa.slots(conversation_id)
 
         def work() -> dict:
             with access.sessions() as session:
-                _, messages = transcript(session, conversation_id)
-                return {"conversation": desk.conversation_summary(conversation_id),
-                        "messages": [for_agents(Stored(m.id, m.seq, m.sender, m.type, m.body)) for m in messages],
+                row = _conversation(session, conversation_id)
+                return {"conversation": summary(row),
+                        "messages": [for_agents(m) for m in desk.store.since(conversation_id, 0)],
                         "orders": shopper_orders(session, slots)}
         return await to_thread.run_sync(work)
 
@@ -134,7 +122,7 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
             since, until = analytics.day_range(*analytics.resolve_range(start, end))
         except ValueError as error:
             raise AccessError(400, "invalid_range", str(error)) from error
-        limit, offset = max(1, min(limit, 200)), max(0, offset)
+        limit = max(1, min(limit, 200))
 
         def work() -> dict:
             with access.sessions() as session:
@@ -146,13 +134,13 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
         """The transcript unmasked, for an owner; every reveal is written to the audit log."""
         def work() -> dict:
             with access.sessions() as session:
-                row, messages = transcript(session, conversation_id)
+                row = _conversation(session, conversation_id)
                 accounts.audit(session, who.username, "reveal", conversation_id,
                                fields=["messages", "caller_phone", "callback_contact"])
                 session.commit()
                 return {"conversation_id": conversation_id, "caller_phone": row.caller_phone,
                         "callback_contact": row.callback_contact,
-                        "messages": [Stored(m.id, m.seq, m.sender, m.type, m.body).wire() for m in messages]}
+                        "messages": [m.wire() for m in desk.store.since(conversation_id, 0)]}
         return await to_thread.run_sync(work)
 
     @api.post("/api/admin/conversations/{conversation_id}/take")
@@ -173,10 +161,9 @@ def router(access: Access, desk: HandoffDesk, rasa_url: str, tracker: Engine | N
         """Live events for a console: {"type": "queue", "conversations": [...]} whenever the queue
         changes, {"type": "message", "conversation_id", "message"} for every message of a queued
         conversation. Needs the console's session cookie and a same-origin page."""
-        origin, host = websocket.headers.get("origin", ""), websocket.headers.get("host", "")
         token = websocket.cookies.get(COOKIE)
         who = await to_thread.run_sync(access.resolve_cookie, token) if token else None
-        if who is None or origin.split("://", 1)[-1] != host:
+        if who is None or not protocol.from_own_pages(websocket):
             await websocket.close(code=4401)  # before accept: the handshake is refused
             return
         await websocket.accept()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,8 +57,8 @@ class UserChange(BaseModel):
     display_name: str | None = Field(None, min_length=1, max_length=64)
 
 
-def router(access: Access, tracker: Engine | None = None, writable_tracker: Engine | None = None) -> APIRouter:
-    """``tracker``: Rasa's tracker store, read for the analytics' intents (analytics.tracker_engine)."""
+def router(access: Access, tracker: Engine | None = None) -> APIRouter:
+    """``tracker``: Rasa's tracker store (analytics.tracker_engine): the analytics' intents, a shopper's events."""
     sessions, settings = access.sessions, access.settings
     owner = access.require("owner")
     staff = access.require("owner", "agent")
@@ -174,14 +175,11 @@ def router(access: Access, tracker: Engine | None = None, writable_tracker: Engi
     async def shopper_export(phone: str | None = None, email: str | None = None,
                              who: Principal = Depends(owner)) -> JSONResponse:
         """Everything held about one shopper (an access request under PIPL / GDPR); audited."""
-        def work() -> dict:
-            with sessions() as session:
-                customer = shopper(session, phone, email)
-                data = retention.export_shopper(session, tracker, customer)
-                accounts.audit(session, who.username, "shopper_export", f"customer:{customer.id}")
-                session.commit()
-                return data
-        data = await to_thread.run_sync(work)
+        def work(session: Session) -> dict:
+            customer = shopper(session, phone, email)
+            accounts.audit(session, who.username, "shopper_export", f"customer:{customer.id}")
+            return retention.export_shopper(session, tracker, customer)
+        data = await run(work)
         return JSONResponse(data, headers={"Cache-Control": "no-store",
                                            "Content-Disposition": 'attachment; filename="shopper-data.json"'})
 
@@ -190,16 +188,13 @@ def router(access: Access, tracker: Engine | None = None, writable_tracker: Engi
         """Deletes one shopper's conversations, photos and voice messages and anonymises the record."""
         data = ShopperRequest.model_validate_json(await request.body())
 
-        def work() -> dict:
-            with sessions() as session:
-                customer = shopper(session, data.phone, data.email)
-                removed = retention.delete_shopper(session, writable_tracker, customer, settings.photos_path,
-                                                   settings.audio_path)
-                accounts.audit(session, who.username, "shopper_deleted", f"customer:{customer.id}",
-                               **removed.__dict__)
-                session.commit()
-                return {"customer_id": customer.id, **removed.__dict__}
-        return await to_thread.run_sync(work)
+        def work(session: Session) -> dict:
+            customer = shopper(session, data.phone, data.email)
+            removed = asdict(retention.delete_shopper(session, tracker, customer, settings.photos_path,
+                                                      settings.audio_path))
+            accounts.audit(session, who.username, "shopper_deleted", f"customer:{customer.id}", **removed)
+            return {"customer_id": customer.id, **removed}
+        return await run(work)
 
     # ------------------------------------------------------------------ pages
     @api.get("/admin/login", response_class=HTMLResponse, include_in_schema=False)

@@ -355,6 +355,14 @@
     setInterval(() => { if (socket.readyState === 1) socket.send("ping"); }, 25000);
   }
 
+  function ordersCard(orders) {  // the verified shopper's recent orders, beside a transcript
+    return el("section", { className: "card orders", id: "shopper-orders" }, el("h2", { text: t("orders") }),
+      orders.length ? orders.map((o) => el("div", { className: "order" },
+        el("b", { text: o.order_no }), ` · ${o.status} · ¥${o.total_yuan.toFixed(2)} · ${when(o.created_at)}`,
+        el("ul", {}, o.items.map((i) => el("li", { text: `${i18n.lang === "zh" ? i.name : i.name_en} (${i.variant}) ×${i.quantity}` })))))
+        : el("p", { className: "muted", text: t("no_orders") }));
+  }
+
   function reasonText(reason) {
     const label = t(`reason_${reason}`);
     return label.startsWith("reason_") ? reason || "" : label;
@@ -415,11 +423,7 @@
         mine && el("button", { type: "button", id: "hand-back", onclick: async () => {
           try { await api("POST", `/api/admin/conversations/${selected}/release`); drawConversation(); } catch (e) { failed(e); }
         }, text: t("hand_back") }));
-      const orders = el("section", { className: "card orders", id: "shopper-orders" }, el("h2", { text: t("orders") }),
-        data.orders.length ? data.orders.map((o) => el("div", { className: "order" },
-          el("b", { text: o.order_no }), ` · ${o.status} · ¥${o.total_yuan.toFixed(2)} · ${when(o.created_at)}`,
-          el("ul", {}, o.items.map((i) => el("li", { text: `${i18n.lang === "zh" ? i.name : i.name_en} (${i.variant}) ×${i.quantity}` })))))
-          : el("p", { className: "muted", text: t("no_orders") }));
+      const orders = ordersCard(data.orders);
       pane.replaceChildren(el("div", { className: "chat-main" },
         el("div", { className: "title-row" }, el("h2", { text: `${t("conversation")} ${current.id}` }),
           el("span", { className: `badge ${current.status}`, id: "conversation-status", text: t("status_" + current.status) })),
@@ -507,9 +511,7 @@
       el("a", { className: "button", href: "#/conversations", text: t("back") }), reveal),
       el("div", { className: "chat-pane" }, el("div", { className: "chat-main" }, facts, transcript,
         el("p", { className: "muted", text: t("masked_note") })),
-        el("section", { className: "card orders" }, el("h2", { text: t("orders") }), data.orders.length
-          ? data.orders.map((o) => el("div", { className: "order" }, el("b", { text: o.order_no }), ` · ${o.status} · ¥${o.total_yuan.toFixed(2)}`))
-          : el("p", { className: "muted", text: t("no_orders") }))));
+        ordersCard(data.orders)));
   }
 
   // ------------------------------------------------------------------ analytics (owners)
