@@ -49,6 +49,22 @@ def db_upgrade() -> None:
     db.upgrade(get_settings().db_url)
 
 
+@db_app.command("copy")
+def db_copy(
+    target: str = typer.Argument(..., help="SQLAlchemy URL of an empty database, e.g. postgresql+psycopg://kefu@db/kefu"),
+    source: str = typer.Option("", help="the database to copy (default: the configured one, KEFU_DATABASE_URL)"),
+) -> None:
+    """Copy the shop, knowledge base, accounts and transcripts into another database (schema created
+    there first): how a shop moves from the SQLite default to PostgreSQL."""
+    from assistant.commerce import db
+
+    try:
+        copied = db.copy_database(source or get_settings().db_url, target, progress=True)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    typer.echo(f"copied {sum(copied.values())} rows in {len(copied)} tables")
+
+
 @shop_app.command("generate")
 def shop_generate(force: bool = typer.Option(False, help="replace an existing shop"),
                   seed: int = typer.Option(7, help="random seed; the same seed gives the same shop")) -> None:

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     # where generated data, models and databases live
     var_dir: Path = PROJECT_ROOT / "var"
     # the Rasa tracker store (SQLite file), read by assistant/endpoints.yml
-    tracker_db: Path | None = None
+    tracker_db: Path | None = None  # Rasa's SQLite tracker store (endpoints.yml)
+    tracker_store_url: str = ""  # or Rasa's tracker store in another database (endpoints.scaleout.yml), read by analytics
     # the Python 3.10 environment holding Rasa 3.6
     rasa_venv: Path = PROJECT_ROOT / ".venv-rasa"
     # any SQLAlchemy URL; empty means SQLite at var/kefu.db
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     max_text_chars: int = 2000  # characters in one shopper message
     max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
     rasa_timeout_s: float = 30.0  # seconds to wait for Rasa's reply
+    # several Rasa replicas sharing one tracker store and a Redis lock store (comma-separated base URLs);
+    # empty: the one at host:rasa_port
+    rasa_urls: str = ""
 
     # photos: the defect classifier and the limits on what shoppers may send
     vision_model_dir: Path | None = None  # None: var/models/vision
@@ -119,7 +123,7 @@ class Settings(BaseSettings):
     @property
     def tracker_url(self) -> str:
         """Rasa's SQL tracker store, which the console's analytics read (intents)."""
-        return f"sqlite:///{self.tracker_db or self.var_dir / 'tracker.db'}"
+        return self.tracker_store_url or f"sqlite:///{self.tracker_db or self.var_dir / 'tracker.db'}"
 
     @property
     def kb_url(self) -> str:
@@ -152,6 +156,10 @@ class Settings(BaseSettings):
     @property
     def rasa_url(self) -> str:
         return f"http://{self.host}:{self.rasa_port}"
+
+    @property
+    def rasa_replicas(self) -> list[str]:
+        return [url.strip() for url in self.rasa_urls.split(",") if url.strip()] or [self.rasa_url]
 
     @property
     def gateway_url(self) -> str:

@@ -44,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     photos = PhotoService(settings, sessions)
     voice = VoiceService(settings, sessions)
     store = TranscriptStore(sessions)
-    rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_s)
+    rasa = RasaClient(settings.rasa_replicas, settings.rasa_timeout_s)
     desk = HandoffDesk(sessions, store, rasa)
     hub = ChatHub(settings, store, rasa, photos, voice, desk)
 

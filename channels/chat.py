@@ -57,6 +57,7 @@ class ChatSession:
         self.customer_token: str | None = None
         self.address = websocket.client.host if websocket.client else "-"
         self.per_session = SlidingWindow(hub.settings.widget_messages_per_minute, 60)
+        self.replying_to: str | None = None  # the client id of the message being handled
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -74,6 +75,7 @@ class ChatSession:
                 self.hub.desk.widget_left(self.conversation_id, self.ws.send_json)
 
     async def handle_frame(self, frame: str) -> None:
+        self.replying_to = None
         if not self.per_session.allow("session") or not self.hub.per_address.allow(self.address):
             return await self.error("rate_limited", store=False)  # a flood must not fill the transcript
         size = len(frame.encode())
@@ -90,6 +92,8 @@ class ChatSession:
             raw = protocol.parse_json(frame)
         except ValueError:  # json.JSONDecodeError is one
             return await self.error("malformed_json")
+        if isinstance(raw, dict) and isinstance(raw.get("client_id"), str):
+            self.replying_to = raw["client_id"][:64]
         if not isinstance(raw, dict) or raw.get("type") not in protocol.CLIENT_TYPES:
             return await self.error("unknown_type", got=str(raw.get("type") if isinstance(raw, dict) else type(raw).__name__)[:40])
         if raw["type"] == "text" and isinstance(raw.get("text"), str) and \
@@ -178,50 +182,55 @@ class ChatSession:
         assert conversation_id is not None
         async with self.hub.lock(conversation_id):
             shopper = await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body, client_id)
-            await self.ws.send_json(shopper.wire())
+            await self.ws.send_json({**shopper.wire(), "client_id": client_id})
             status = await to_thread.run_sync(self.hub.desk.status, conversation_id)
             if status == "callback" and not shopper.duplicate and isinstance(body.get("text"), str):
                 confirmation = await self.hub.desk.leave_contact(conversation_id, body["text"])
                 if confirmation is not None:
                     stored = await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", "text",
                                                       {"text": confirmation})
-                    return await self.ws.send_json(stored.wire())
+                    return await self.ws.send_json({**stored.wire(), "reply_to": client_id})
                 status = "bot"
             if status != "bot" and not shopper.duplicate:
                 await self.hub.desk.shopper_message(conversation_id, shopper)
             if status == "agent":  # a human answers; Rasa is paused
                 return
-            if shopper.duplicate:  # resent after a reconnect: replay the answer instead of asking again
+            if shopper.duplicate:  # resent after a reconnect or a retry: replay the answer when there is one
                 replies = await to_thread.run_sync(self.hub.store.replies_after, conversation_id, shopper.seq)
                 if replies:
                     for stored in replies:
-                        await self.ws.send_json(stored.wire())
+                        await self.ws.send_json({**stored.wire(), "reply_to": client_id})
                     return
             await self.ws.send_json({"type": "typing", "id": new_id("t"), "seq": shopper.seq, "sender": "bot"})
             metadata = {"language": language or self.language, "channel": "widget"}
             if self.customer_token:
                 metadata["customer_token"] = self.customer_token
-            try:
-                replies = await self.hub.rasa.send(conversation_id, text_for_rasa, metadata)
-            except RasaUnavailable:
-                return await self.error("upstream_unavailable")
-            stored_replies = [await to_thread.run_sync(self.hub.store.append, conversation_id, "bot", kind, reply_body)
-                              for kind, reply_body in replies]
+            try:  # Rasa answers a resent message from its tracker if it has seen it: never processed twice
+                replies = await self.hub.rasa.send(conversation_id, text_for_rasa, metadata, message_id=client_id,
+                                                   resend=shopper.duplicate)
+            except RasaUnavailable as failure:
+                log.warning("turn failed conversation=%s seq=%d code=%s", conversation_id, shopper.seq, failure.code)
+                return await self.error("upstream_unavailable", retry=True)
+            stored_replies = await to_thread.run_sync(self.hub.store.append_all, conversation_id, "bot", replies)
             await self.hub.desk.after_bot_turn(conversation_id, replies)  # before the shopper reads "leave your phone"
             for stored in stored_replies:
-                await self.ws.send_json(stored.wire())
+                await self.ws.send_json({**stored.wire(), "reply_to": client_id})
                 if status == "waiting":
                     await self.hub.desk.shopper_message(conversation_id, stored)
 
-    async def error(self, code: str, store: bool = True, **detail: Any) -> None:
-        """An error reply in the shopper's language, stored in the conversation unless ``store`` is False."""
+    async def error(self, code: str, store: bool = True, retry: bool = False, **detail: Any) -> None:
+        """An error reply in the shopper's language, stored in the conversation unless ``store`` is False.
+        It names the message it answers (``reply_to``); ``retry`` says sending that message again
+        (same client id) may succeed."""
         zh, en = protocol.ERROR_TEXT[code]
         body = {"code": code, "text": (zh if self.language == "zh" else en).format(**detail), **detail}
+        context = {"reply_to": self.replying_to, "retry": retry} if self.replying_to else {}
         if self.conversation_id and store:
             stored: Stored = await to_thread.run_sync(self.hub.store.append, self.conversation_id, "system",
                                                       "error", body)
-            await self.ws.send_json(stored.wire())
+            await self.ws.send_json({**stored.wire(), **context})
         else:
-            await self.ws.send_json({**body, "type": "error", "id": new_id("e"), "seq": 0, "sender": "system"})
+            await self.ws.send_json({**body, "type": "error", "id": new_id("e"), "seq": 0, "sender": "system",
+                                     **context})
         log.info("error reply code=%s conversation=%s", code, self.conversation_id)
 

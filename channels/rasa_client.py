@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -15,14 +16,29 @@ PAYLOAD_TYPES = {"product_cards", "coupon", "checkout", "order", "stock", "price
 
 
 class RasaUnavailable(Exception):
-    pass
+    """No answer this time; the same message may be sent again (with ``resend``) once Rasa, its NLU
+    server or its action server is back. ``code`` says which part failed."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
 
 
 class RasaClient:
-    def __init__(self, base_url: str, timeout_s: float) -> None:
-        self.base = base_url.rstrip("/")
-        self.url = self.base + "/webhooks/rest/webhook"
+    """One or more Rasa replicas (they share the tracker store and, when there are several, a Redis
+    lock store). Turns go through kefu's channel (assistant/addons/kefu_channel.py), which makes a
+    resent message safe: a message Rasa already answered is answered from its tracker, never
+    processed twice. A replica that cannot be reached is skipped for ``cooldown_s``."""
+
+    def __init__(self, base_urls: str | list[str], timeout_s: float, cooldown_s: float = 5.0) -> None:
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError("at least one Rasa URL is needed")
+        self.bases = [url.rstrip("/") for url in urls]
         self.timeout_s = timeout_s
+        self.cooldown_s = cooldown_s
+        self._down_until: dict[str, float] = {}
+        self._next = 0
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     @property
@@ -32,28 +48,59 @@ class RasaClient:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
         return self._client
 
-    async def send(self, conversation_id: str, text: str, metadata: dict[str, Any]) -> list[tuple[str, dict]]:
-        """Rasa's replies as (type, body) pairs for the widget."""
-        try:
-            response = await self.client.post(self.url, json={"sender": conversation_id, "message": text,
-                                                              "metadata": metadata})
-            response.raise_for_status()
-            replies = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            log.warning("rasa call failed conversation=%s error=%s", conversation_id, type(error).__name__)
-            raise RasaUnavailable(str(error)) from error
-        return [converted for reply in replies if (converted := to_widget(reply))]
+    def _replicas(self) -> list[str]:
+        """Every replica once, starting with the next in turn, those that just failed last."""
+        self._next = (self._next + 1) % len(self.bases)
+        ordered = self.bases[self._next:] + self.bases[:self._next]
+        now = time.monotonic()
+        return sorted(ordered, key=lambda base: self._down_until.get(base, 0.0) > now)
+
+    async def send(self, conversation_id: str, text: str, metadata: dict[str, Any], message_id: str,
+                   resend: bool = False) -> list[tuple[str, dict]]:
+        """Rasa's replies as (type, body) pairs for the widget. ``message_id`` identifies the shopper's
+        message across retries; ``resend`` says it may have reached Rasa before."""
+        last: RasaUnavailable | None = None
+        for base in self._replicas():
+            body = {"sender": conversation_id, "message": text, "message_id": message_id, "metadata": metadata,
+                    "resend": resend}
+            try:
+                response = await self.client.post(base + "/webhooks/kefu/webhook", json=body)
+            except httpx.HTTPError as error:  # this replica is down or restarting: the next one
+                log.warning("rasa call failed conversation=%s replica=%s error=%s", conversation_id, base,
+                            type(error).__name__)
+                self._down_until[base] = time.monotonic() + self.cooldown_s
+                last = RasaUnavailable("rasa_unavailable", type(error).__name__)
+                resend = True  # the request may have been processed before the connection broke
+                continue
+            if response.status_code == 503:  # a turn abandoned because the NLU or action server is down
+                code = _error_code(response)
+                log.warning("rasa turn failed conversation=%s code=%s", conversation_id, code)
+                if code == "not_ready":  # this replica is still loading its model
+                    last = RasaUnavailable("rasa_unavailable", code)
+                    continue
+                raise RasaUnavailable(code)
+            try:
+                response.raise_for_status()
+                replies = response.json()
+            except (httpx.HTTPError, ValueError) as error:
+                log.warning("rasa answered badly conversation=%s status=%d", conversation_id, response.status_code)
+                raise RasaUnavailable("rasa_error", type(error).__name__) from error
+            return [converted for reply in replies if (converted := to_widget(reply))]
+        assert last is not None
+        raise last
 
     async def tracker_event(self, conversation_id: str, event: str, attempts: int = 3) -> bool:
         """Appends an event such as ``pause`` or ``resume`` to Rasa's conversation (its HTTP API,
         enabled with --enable-api); False when Rasa could not be told."""
-        url = f"{self.base}/conversations/{conversation_id}/tracker/events"
         for attempt in range(attempts):
+            base = self._replicas()[0]
             try:
-                response = await self.client.post(url, json={"event": event})
+                response = await self.client.post(f"{base}/conversations/{conversation_id}/tracker/events",
+                                                  json={"event": event})
                 response.raise_for_status()
                 return True
             except httpx.HTTPError as error:
+                self._down_until[base] = time.monotonic() + self.cooldown_s
                 log.warning("rasa %s failed conversation=%s attempt=%d error=%s", event, conversation_id,
                             attempt + 1, type(error).__name__)
                 await asyncio.sleep(0.2 * (attempt + 1))
@@ -61,14 +108,16 @@ class RasaClient:
 
     async def slots(self, conversation_id: str) -> dict[str, Any]:
         """The conversation's slots in Rasa's tracker; empty when Rasa cannot be reached."""
-        try:
-            response = await self.client.get(f"{self.base}/conversations/{conversation_id}/tracker",
-                                             params={"include_events": "NONE"})
-            response.raise_for_status()
-            return response.json().get("slots") or {}
-        except (httpx.HTTPError, ValueError):
-            log.info("rasa tracker not reachable for conversation=%s", conversation_id)
-            return {}
+        for base in self._replicas():
+            try:
+                response = await self.client.get(f"{base}/conversations/{conversation_id}/tracker",
+                                                 params={"include_events": "NONE"})
+                response.raise_for_status()
+                return response.json().get("slots") or {}
+            except (httpx.HTTPError, ValueError):
+                continue
+        log.info("rasa tracker not reachable for conversation=%s", conversation_id)
+        return {}
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -90,3 +139,11 @@ def to_widget(reply: dict[str, Any]) -> tuple[str, dict] | None:
     if reply.get("image"):
         return "text", {"text": "", "image": reply["image"]}
     return None
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        code = response.json().get("error")
+    except (ValueError, AttributeError):
+        code = None
+    return code if isinstance(code, str) else "rasa_unavailable"

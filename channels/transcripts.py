@@ -63,6 +63,23 @@ class TranscriptStore:
             session.commit()
             return Stored(message.id, seq, sender, type_, body)
 
+    def append_all(self, conversation_id: str, sender: str, messages: list[tuple[str, dict[str, Any]]]) -> list[Stored]:
+        """Several messages (a turn's replies) in one transaction: all stored, or none."""
+        if not messages:
+            return []
+        with self.sessions() as session:
+            last = session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                                   .values(last_seq=Conversation.last_seq + len(messages), updated_at=utcnow())
+                                   .returning(Conversation.last_seq)).scalar_one()
+            stored = []
+            for seq, (type_, body) in enumerate(messages, start=last - len(messages) + 1):
+                message = TranscriptMessage(id=new_id("m"), conversation_id=conversation_id, seq=seq, sender=sender,
+                                            type=type_, body=body)
+                session.add(message)
+                stored.append(Stored(message.id, seq, sender, type_, body))
+            session.commit()
+            return stored
+
     def sent(self, conversation_id: str, client_id: str) -> Stored | None:
         """The shopper's message with this client id, when it has been stored already."""
         with self.sessions() as session:
@@ -78,12 +95,14 @@ class TranscriptStore:
             return [Stored(r.id, r.seq, r.sender, r.type, r.body) for r in rows]
 
     def replies_after(self, conversation_id: str, seq: int) -> list[Stored]:
-        """Bot messages that answered the shopper message at ``seq`` (up to the next shopper message)."""
+        """What answered the shopper message at ``seq``: the bot's and agents' messages up to the next
+        shopper message (an error reply is not an answer: the message is to be sent again)."""
         out = []
         for message in self.since(conversation_id, seq):
             if message.sender == "shopper":
                 break
-            out.append(message)
+            if message.sender != "system":
+                out.append(message)
         return out
 
     def last_seq(self, conversation_id: str) -> int:

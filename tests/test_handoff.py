@@ -27,7 +27,7 @@ class RasaRecorder(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         RasaRecorder.events.append((self.path, body))
         reply: object = {}
-        if self.path == "/webhooks/rest/webhook":  # what Rasa answers after hours (assistant/actions/support.py)
+        if self.path == "/webhooks/kefu/webhook":  # what Rasa answers after hours (assistant/actions/support.py)
             reply = [{"recipient_id": body["sender"], "text": "现在是非人工服务时间，请留下您的手机号或邮箱。"},
                      {"recipient_id": body["sender"], "custom": {"type": "handoff", "reason": "human_agent",
                                                                  "after_hours": True}}] \

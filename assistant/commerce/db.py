@@ -52,3 +52,47 @@ def upgrade(url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+COPY_BATCH = 1000  # rows per INSERT when copying a database
+
+
+def copy_database(source_url: str, target_url: str, progress: bool = False) -> dict[str, int]:
+    """Copy every row of kefu's tables from ``source_url`` to ``target_url`` (e.g. the SQLite file of
+    a shop that outgrew it into PostgreSQL). The target's schema is brought up to date first and
+    must hold no rows yet, so nothing there is overwritten. Returns the rows copied per table."""
+    import channels.admin.models  # noqa: F401  (every table shares one metadata)
+    import knowledge_base.models  # noqa: F401
+    from sqlalchemy import func, insert, select, text
+    from tqdm import tqdm
+
+    from assistant.commerce.models import Base
+
+    upgrade(target_url)
+    source, target = engine_for(source_url), engine_for(target_url)
+    tables = Base.metadata.sorted_tables  # parents before children
+    with target.connect() as connection:
+        filled = [t.name for t in tables if connection.scalar(select(func.count()).select_from(t))]
+    if filled:
+        raise ValueError(f"the target database already holds rows in {', '.join(filled[:5])}"
+                         f"{' …' if len(filled) > 5 else ''}; copy into an empty database")
+    copied: dict[str, int] = {}
+    with source.connect() as reading, target.begin() as writing:
+        for table in tqdm(tables, desc="copying tables", unit="table", disable=not progress):
+            rows = reading.execute(select(table)).mappings()
+            count = 0
+            while batch := [dict(row) for row in rows.fetchmany(COPY_BATCH)]:
+                writing.execute(insert(table), batch)
+                count += len(batch)
+            copied[table.name] = count
+        if target.dialect.name == "postgresql":  # identity columns continue after the copied ids
+            for table in tables:
+                for column in table.primary_key.columns:
+                    if column.autoincrement is True or (column.autoincrement == "auto" and
+                                                        column.type.python_type is int and
+                                                        len(table.primary_key.columns) == 1):
+                        writing.execute(text(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
+                            f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false) "
+                            f"WHERE pg_get_serial_sequence('{table.name}', '{column.name}') IS NOT NULL"))
+    return copied

@@ -22,7 +22,7 @@
          min: "满", off: "减", source: "来源", photo: "发送照片", sentPhoto: "您发送的照片", rma: "售后单", replacement: "换新",
          refund: "退款", "return": "退货", tooBig: "照片太大了，正在压缩…", hold: "按住说话", release: "松开发送，移开取消",
          tooShort: "说话时间太短", cancelled: "已取消发送", noMic: "这个浏览器不能录音，请打字", micDenied: "没有麦克风权限，请打字或在浏览器设置里允许",
-         transcribing: "正在识别语音…", voice: "语音", play: "播放语音"},
+         transcribing: "正在识别语音…", voice: "语音", play: "播放语音", retry: "重新发送"},
     en: {title: "Customer service", placeholder: "Type a message…", send: "Send", open: "Chat", typing: "typing…",
          online: "online", offline: "reconnecting…", coupon: "Coupon", expires: "Expires", checkout: "Checkout",
          total: "Total", saved: "Saved", stock: "In stock", soldout: "Sold out", order: "Order",
@@ -31,13 +31,16 @@
          tooBig: "That photo is large; shrinking it…", hold: "Hold to talk", release: "Release to send, slide away to cancel",
          tooShort: "That was too short", cancelled: "Voice message cancelled", noMic: "This browser cannot record; please type",
          micDenied: "No microphone permission; please type, or allow it in the browser settings",
-         transcribing: "Listening to your voice message…", voice: "Voice", play: "Play voice message"}
+         transcribing: "Listening to your voice message…", voice: "Voice", play: "Play voice message", retry: "Send again"}
   }[lang];
 
   // the conversation id survives page loads; last_seq counts what this page has rendered, so a
   // new page replays the whole conversation and a reconnect only what it missed
   var state = {conversation_id: load().conversation_id, last_seq: 0};
-  var ws = null, retry = 0, outbox = [], seen = {}, typingEl = null;
+  // every message the shopper sent stays in `pending` (by its client id) until a reply names it
+  // (reply_to); after a reconnect the unanswered ones are sent again: the gateway knows them by
+  // their client id, so a message is never stored or answered twice
+  var ws = null, retry = 0, outbox = [], pending = {}, seen = {}, typingEl = null;
 
   function load() {
     try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
@@ -200,12 +203,19 @@
 
   function submit(message) {
     message.client_id = "k" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+    pending[message.client_id] = message;
     outbox.push(message);
     flush();
   }
   function flush() {
     if (!ws || ws.readyState !== 1 || !state.ready) return;
     while (outbox.length) ws.send(JSON.stringify(outbox.shift()));
+  }
+  function resendPending() {
+    var queued = {};
+    outbox.forEach(function (m) { queued[m.client_id] = true; });
+    Object.keys(pending).forEach(function (id) { if (!queued[id]) outbox.push(pending[id]); });
+    flush();
   }
 
   // ---- rendering
@@ -214,15 +224,17 @@
       if (msg.conversation_id !== state.conversation_id) { log.textContent = ""; seen = {}; state.last_seq = 0; }
       state.conversation_id = msg.conversation_id; state.ready = true; save();
       status.textContent = UI.online;
-      flush();
+      resendPending();
       return;
     }
+    var answered = msg.reply_to && msg.sender !== "shopper" ? pending[msg.reply_to] : null;
+    if (answered) delete pending[msg.reply_to];
     if (msg.type === "typing") { showTyping(msg.stage === "transcribing" ? UI.transcribing : UI.typing); return; }
     if (seen[msg.id]) return;
     seen[msg.id] = true;
     if (msg.seq) state.last_seq = Math.max(state.last_seq, msg.seq);
     hideTyping();
-    render(msg);
+    render(msg, answered);
     log.scrollTop = log.scrollHeight;
   }
 
@@ -245,7 +257,7 @@
     });
   }
 
-  function render(msg) {
+  function render(msg, answered) {
     var node;
     switch (msg.type) {
       case "text":
@@ -333,7 +345,16 @@
         node.title = (msg.sources || []).map(function (s) { return s.source || ("FAQ " + s.key); }).join("\n");
         log.appendChild(node); break;
       case "error":
-        node = bubble("kefu-error", msg.text); break;
+        node = bubble("kefu-error", msg.text);
+        if (msg.retry && answered) {  // the shopper's message is kept: one tap sends it again (same client id)
+          var again = el("button", "kefu-retry", UI.retry); again.type = "button";
+          again.addEventListener("click", function () {
+            again.remove();
+            pending[answered.client_id] = answered; outbox.push(answered); flush();
+          });
+          node.appendChild(again);
+        }
+        break;
       default:
         return; // stock, unanswered: their text reply is already shown
     }

@@ -316,10 +316,10 @@ class PhoneCall:
         self.state.reprompts = 0
         language = self.state.language
         async with self.hub.lock(conversation_id):
-            await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body)
+            heard = await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body)
             metadata = {"language": language, "channel": "phone"}
             try:
-                replies = await self.hub.rasa.send(conversation_id, text, metadata)
+                replies = await self.hub.rasa.send(conversation_id, text, metadata, message_id=heard.id)
             except RasaUnavailable:
                 return await self.speak_and_store(say("trouble", language), language)
             spoken = []
