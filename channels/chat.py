@@ -182,7 +182,7 @@ class ChatSession:
         assert conversation_id is not None
         async with self.hub.lock(conversation_id):
             shopper = await to_thread.run_sync(self.hub.store.append, conversation_id, "shopper", type_, body, client_id)
-            await self.ws.send_json({**shopper.wire(), "client_id": client_id})
+            await self.ws.send_json(shopper.wire())
             status = await to_thread.run_sync(self.hub.desk.status, conversation_id)
             if status == "callback" and not shopper.duplicate and isinstance(body.get("text"), str):
                 confirmation = await self.hub.desk.leave_contact(conversation_id, body["text"])

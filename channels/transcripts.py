@@ -20,9 +20,11 @@ class Stored:
     type: str
     body: dict[str, Any]
     duplicate: bool = False  # the client had already sent this message (same client_id)
+    client_id: str | None = None  # the widget's id of a shopper's message
 
     def wire(self) -> dict[str, Any]:
-        return {**self.body, "id": self.id, "seq": self.seq, "type": self.type, "sender": self.sender}
+        wire = {**self.body, "id": self.id, "seq": self.seq, "type": self.type, "sender": self.sender}
+        return {**wire, "client_id": self.client_id} if self.client_id else wire
 
 
 def new_id(prefix: str) -> str:
@@ -53,7 +55,8 @@ class TranscriptStore:
                 existing = session.scalar(select(TranscriptMessage).where(
                     TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.client_id == client_id))
                 if existing:
-                    return Stored(existing.id, existing.seq, existing.sender, existing.type, existing.body, True)
+                    return Stored(existing.id, existing.seq, existing.sender, existing.type, existing.body, True,
+                                  client_id)
             seq = session.execute(update(Conversation).where(Conversation.id == conversation_id)
                                   .values(last_seq=Conversation.last_seq + 1, updated_at=utcnow())
                                   .returning(Conversation.last_seq)).scalar_one()
@@ -61,7 +64,7 @@ class TranscriptStore:
                                         type=type_, body=body, client_id=client_id)
             session.add(message)
             session.commit()
-            return Stored(message.id, seq, sender, type_, body)
+            return Stored(message.id, seq, sender, type_, body, client_id=client_id)
 
     def append_all(self, conversation_id: str, sender: str, messages: list[tuple[str, dict[str, Any]]]) -> list[Stored]:
         """Several messages (a turn's replies) in one transaction: all stored, or none."""
@@ -85,14 +88,14 @@ class TranscriptStore:
         with self.sessions() as session:
             row = session.scalar(select(TranscriptMessage).where(
                 TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.client_id == client_id))
-            return Stored(row.id, row.seq, row.sender, row.type, row.body, True) if row else None
+            return Stored(row.id, row.seq, row.sender, row.type, row.body, True, client_id) if row else None
 
     def since(self, conversation_id: str, last_seq: int) -> list[Stored]:
         with self.sessions() as session:
             rows = session.scalars(select(TranscriptMessage).where(
                 TranscriptMessage.conversation_id == conversation_id, TranscriptMessage.seq > last_seq)
                 .order_by(TranscriptMessage.seq))
-            return [Stored(r.id, r.seq, r.sender, r.type, r.body) for r in rows]
+            return [Stored(r.id, r.seq, r.sender, r.type, r.body, client_id=r.client_id) for r in rows]
 
     def replies_after(self, conversation_id: str, seq: int) -> list[Stored]:
         """What answered the shopper message at ``seq``: the bot's and agents' messages up to the next

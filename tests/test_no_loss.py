@@ -170,3 +170,50 @@ def test_a_resent_message_is_answered_from_the_tracker_not_processed_again(proce
     assert [e.get("message_id") for e in events if e["event"] == "user"] == ["r-1"]
     bad = httpx.post(url, json={"sender": "resend-check", "message": ""}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+
+
+@pytest.mark.browser
+def test_the_widget_offers_a_retry_and_sends_what_was_typed_offline(processes: ProcessStack, output_dir: Path) -> None:
+    """In Chromium: with the NLU server down the widget shows the error with a "Send again" button,
+    which (NLU back) gets the answer; with the gateway down a typed message waits, and is sent and
+    answered when the widget has reconnected, resuming where it was."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import _SHOWN, ANSWER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
+
+    assert processes.processes is not None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860}, locale="en-US")
+        page.goto(processes.gateway + "/?lang=en")
+        page.click("#kefu-launcher")
+        expect(page.locator(".kefu-status").first).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
+
+        processes.processes.kill("nlu")
+        page.fill(".kefu-input", "do you have any coupons?")
+        page.click(".kefu-send")
+        again = page.locator(".kefu-error .kefu-retry")
+        expect(again).to_have_text("Send again", timeout=ANSWER_TIMEOUT_MS)
+        page.screenshot(path=str(output_dir / "no-loss-1-retry.png"))
+        processes.restart("nlu")
+        before = page.evaluate(_SHOWN)
+        again.click()
+        page.wait_for_function(f"{_SHOWN} > {before} && document.querySelectorAll('.kefu-coupon').length > 0",
+                               timeout=ANSWER_TIMEOUT_MS)
+        assert page.locator(".kefu-shopper").count() == 1, "the retried message is not shown twice"
+
+        bot_before = page.locator(".kefu-bot").count()
+        processes.processes.kill("gateway")
+        expect(page.locator(".kefu-status").first).to_have_text("reconnecting…", timeout=ANSWER_TIMEOUT_MS)
+        page.fill(".kefu-input", "how much is shipping?")
+        page.click(".kefu-send")
+        expect(page.locator(".kefu-shopper.kefu-pending")).to_have_text("how much is shipping?")  # shown, waiting
+        page.screenshot(path=str(output_dir / "no-loss-2-offline.png"))
+        processes.restart("gateway")
+        expect(page.locator(".kefu-status").first).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
+        expect(page.locator(".kefu-shopper").nth(1)).to_have_text("how much is shipping?", timeout=ANSWER_TIMEOUT_MS)
+        page.wait_for_function(f"document.querySelectorAll('.kefu-bot').length > {bot_before}", timeout=ANSWER_TIMEOUT_MS)
+        expect(page.locator(".kefu-pending")).to_have_count(0)
+        page.screenshot(path=str(output_dir / "no-loss-3-answered.png"))
+        assert page.locator(".kefu-shopper").count() == 2
+        browser.close()

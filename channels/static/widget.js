@@ -41,6 +41,7 @@
   // (reply_to); after a reconnect the unanswered ones are sent again: the gateway knows them by
   // their client id, so a message is never stored or answered twice
   var ws = null, retry = 0, outbox = [], pending = {}, seen = {}, typingEl = null;
+  var local = {};  // client id -> the shopper's bubble, shown (faded) before the gateway has stored it
 
   function load() {
     try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
@@ -204,6 +205,10 @@
   function submit(message) {
     message.client_id = "k" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
     pending[message.client_id] = message;
+    if (message.type === "text" || message.type === "postback") {
+      local[message.client_id] = bubble("kefu-shopper kefu-pending", message.type === "text" ? message.text : (message.title || message.payload));
+      log.scrollTop = log.scrollHeight;
+    }
     outbox.push(message);
     flush();
   }
@@ -229,6 +234,17 @@
     }
     var answered = msg.reply_to && msg.sender !== "shopper" ? pending[msg.reply_to] : null;
     if (answered) delete pending[msg.reply_to];
+    var mine = msg.sender === "shopper" && msg.client_id ? local[msg.client_id] : (msg.reply_to ? local[msg.reply_to] : null);
+    if (mine) {  // the gateway stored it (or refused it): the faded bubble is the message
+      delete local[msg.client_id || msg.reply_to];
+      mine.classList.remove("kefu-pending");
+      if (msg.sender === "shopper") {
+        seen[msg.id] = true;
+        if (msg.seq) state.last_seq = Math.max(state.last_seq, msg.seq);
+        mine.dataset.seq = msg.seq; mine.dataset.type = msg.type;
+        return;
+      }
+    }
     if (msg.type === "typing") { showTyping(msg.stage === "transcribing" ? UI.transcribing : UI.typing); return; }
     if (seen[msg.id]) return;
     seen[msg.id] = true;
