@@ -4,13 +4,14 @@ gateway...) from the Procfile with honcho, on free ports, against a copy of the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from assistant.settings import PROJECT_ROOT
-from tests.stack import Stack, StackMissing, running_stack
+from tests.stack import Stack, StackMissing, running_stack, scaleout_stack
 
 OUTPUT_DIR = PROJECT_ROOT / "test-output"
 
@@ -21,10 +22,20 @@ def output_dir() -> Path:
     return OUTPUT_DIR
 
 
+SHAPES = {"embedded": (running_stack, "stack.log"), "scaleout": (scaleout_stack, "scaleout-stack.log")}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterator[Stack]:
+    """The stack in the shape KEFU_TEST_SHAPE names: ``embedded`` (the default: `make run`'s
+    Procfile, SQLite, embedded Chroma) or ``scaleout`` (Procfile.scaleout: two Rasa replicas,
+    PostgreSQL, Redis, a Chroma server; tests/test_scaleout.py runs the main end-to-end tests so)."""
+    shape = os.environ.get("KEFU_TEST_SHAPE", "embedded")
+    if shape not in SHAPES:
+        pytest.fail(f"KEFU_TEST_SHAPE={shape!r}; known shapes: {', '.join(SHAPES)}")
+    start, log_name = SHAPES[shape]
     try:
-        with running_stack(tmp_path_factory.mktemp("stack"), output_dir / "stack.log") as running:
+        with start(tmp_path_factory.mktemp("stack"), output_dir / log_name) as running:
             yield running
     except StackMissing as error:
         pytest.fail(str(error))
