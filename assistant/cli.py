@@ -695,7 +695,8 @@ def voice_transcribe(
 
 
 @app.command("setup")
-def setup() -> None:
+def setup(rasa: bool = typer.Option(True, help="also train the Rasa model (--no-rasa where Rasa lives in "
+                                               "another image: docker/compose.yml trains it there)")) -> None:
     """Schema, demo shop, lookup tables, intent model, knowledge-base index, demand forecaster,
     pricing agent, defect-photo classifier, Whisper model and Rasa model: whatever is missing or stale."""
     from assistant.setup import train_rasa
@@ -710,7 +711,8 @@ def setup() -> None:
     pricing_train(out=None, episodes=None, if_missing=True)
     vision_demo()
     voice_prepare()
-    train_rasa(get_settings(), echo=typer.echo)
+    if rasa:
+        train_rasa(get_settings(), echo=typer.echo)
 
 
 @app.command("actions")

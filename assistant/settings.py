@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     # several Rasa replicas sharing one tracker store and a Redis lock store (comma-separated base URLs);
     # empty: the one at host:rasa_port
     rasa_urls: str = ""
+    kb_service_url: str = ""  # the knowledge-base server when it runs elsewhere (a container); empty: host:kb_port
 
     # photos: the defect classifier and the limits on what shoppers may send
     vision_model_dir: Path | None = None  # None: var/models/vision
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
 
     @property
     def kb_url(self) -> str:
-        return f"http://{self.host}:{self.kb_port}"
+        return self.kb_service_url or f"http://{self.host}:{self.kb_port}"
 
     @property
     def kb_model_dir(self) -> Path:
