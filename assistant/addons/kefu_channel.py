@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.lock_store import LockError
 from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -36,6 +37,10 @@ from sanic.response import HTTPResponse
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.05
+# how long a turn waits for the turns before it: Rasa's lock lifetime (a ticket of its in-memory
+# store expires this long after it was issued, waiting included; 60 s by default, which a queue
+# of slow turns can outlast and so let a turn in beside another)
+LOCK_PATIENCE_S = 600
 _ACTION_FAILED = "Encountered an exception while running action"  # rasa.core.processor._run_action
 
 
@@ -152,24 +157,33 @@ class KefuInput(InputChannel):
             if agent is None or not agent.is_ready():
                 return response.json({"error": "not_ready"}, 503)
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
-            async with agent.lock_store.lock(sender, wait_time_in_seconds=LOCK_POLL_S):
-                if body.get("resend"):
-                    tracker = await agent.tracker_store.retrieve(sender)
-                    replies = replies_to(tracker, message_id) if tracker is not None else None
-                    if replies is not None:
-                        log.info("resent message %s of %s answered from the tracker", message_id, sender)
-                        return response.json(replies)
-                _instrument(agent.processor)
-                collector = CollectingOutputChannel()
-                token = _turn.set(_Turn())
-                try:
-                    await agent.processor.handle_message(UserMessage(
-                        text, collector, sender, input_channel=self.name(), metadata=metadata, message_id=message_id))
-                except TurnFailed as failure:
-                    log.warning("turn %s of %s abandoned: %s", message_id, sender, failure.code)
-                    return response.json({"error": failure.code}, 503)
-                finally:
-                    _turn.reset(token)
-            return response.json(collector.messages)
+            try:
+                return await self._take_turn(agent, sender, text, message_id, metadata, bool(body.get("resend")))
+            except LockError:  # other turns of this conversation held it for longer than LOCK_PATIENCE_S
+                log.warning("turn %s of %s not taken: the conversation stayed busy", message_id, sender)
+                return response.json({"error": "conversation_busy"}, 503)
 
         return webhook
+
+    async def _take_turn(self, agent: Any, sender: str, text: str, message_id: str, metadata: Optional[dict],
+                         resend: bool) -> HTTPResponse:
+        async with agent.lock_store.lock(sender, lock_lifetime=LOCK_PATIENCE_S,
+                                         wait_time_in_seconds=LOCK_POLL_S):
+            if resend:
+                tracker = await agent.tracker_store.retrieve(sender)
+                replies = replies_to(tracker, message_id) if tracker is not None else None
+                if replies is not None:
+                    log.info("resent message %s of %s answered from the tracker", message_id, sender)
+                    return response.json(replies)
+            _instrument(agent.processor)
+            collector = CollectingOutputChannel()
+            token = _turn.set(_Turn())
+            try:
+                await agent.processor.handle_message(UserMessage(
+                    text, collector, sender, input_channel=self.name(), metadata=metadata, message_id=message_id))
+            except TurnFailed as failure:
+                log.warning("turn %s of %s abandoned: %s", message_id, sender, failure.code)
+                return response.json({"error": failure.code}, 503)
+            finally:
+                _turn.reset(token)
+        return response.json(collector.messages)
