@@ -92,6 +92,16 @@ def test_train_persist_load_same_predictions(tiny_model):
     assert predicted == ["greet", "order_status"]
 
 
+def test_one_message_alone_scores_as_it_does_in_a_padded_batch(tiny_model):
+    """A message on its own skips packing (nothing is padded); it must score exactly as it does
+    beside longer messages, where it is padded and masked."""
+    model = IntentModel.load(tiny_model)
+    texts = ["hi", "where's my parcel, it was due on monday", "订单到哪了", "hello there my friend"]
+    batch = model.predict_proba(texts)
+    alone = np.vstack([model.predict_proba([t]) for t in texts])
+    assert np.allclose(batch, alone, atol=1e-5)
+
+
 def test_loading_checks_the_artifact(tmp_path, tiny_model):
     with pytest.raises(FileNotFoundError, match="kefu nlu train"):
         IntentModel.load(tmp_path)
