@@ -82,6 +82,8 @@ def test_one_conversation_on_two_replicas_is_never_interleaved(scaled: ProcessSt
         assert last_action == "action_listen", f"turn {message_id} was cut into by another"
         assert bot_texts == [r.get("text") or "" for r in answers[message_id]], \
             f"turn {message_id}: the tracker holds other replies than the request got"
+    # both replicas took their locks from kefu's store (Rasa's RedisLockStore loses turns here)
+    assert scaled.log_path.read_text(errors="replace").count("conversation locks in Redis") == 2
 
 
 def test_a_dead_replica_is_skipped_without_the_shopper_noticing(scaled: ProcessStack) -> None:

@@ -68,6 +68,7 @@ class KefuRedisLockStore(LockStore):
         self._local: Dict[str, asyncio.Lock] = {}  # this replica's waiters, in arrival order
         self._users: Dict[str, int] = {}
         super().__init__()
+        log.info("conversation locks in Redis db %s under %s*, with a %.0f s lease", db, self.key_prefix, lease_s)
 
     @asynccontextmanager
     async def lock(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME,
