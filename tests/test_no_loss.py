@@ -216,4 +216,25 @@ def test_the_widget_offers_a_retry_and_sends_what_was_typed_offline(processes: P
         expect(page.locator(".kefu-pending")).to_have_count(0)
         page.screenshot(path=str(output_dir / "no-loss-3-answered.png"))
         assert page.locator(".kefu-shopper").count() == 2
+
+        # typed during an outage, then the tab closed: the message waits in localStorage and goes
+        # out when the shopper comes back
+        processes.processes.kill("gateway")
+        expect(page.locator(".kefu-status").first).to_have_text("reconnecting…", timeout=ANSWER_TIMEOUT_MS)
+        page.fill(".kefu-input", "do you have running shoes?")
+        page.click(".kefu-send")
+        expect(page.locator(".kefu-shopper.kefu-pending")).to_have_text("do you have running shoes?")
+        page.goto("about:blank")
+        processes.restart("gateway")
+        page.goto(processes.gateway + "/?lang=en")
+        page.click("#kefu-launcher")
+        expect(page.locator(".kefu-status").first).to_have_text("online", timeout=ANSWER_TIMEOUT_MS)
+        shopper = page.locator(".kefu-shopper")
+        expect(shopper.nth(2)).to_have_text("do you have running shoes?", timeout=ANSWER_TIMEOUT_MS)
+        expect(page.locator(".kefu-pending")).to_have_count(0, timeout=ANSWER_TIMEOUT_MS)
+        page.wait_for_function("!document.querySelector('.kefu-log').lastElementChild.matches('.kefu-shopper, .kefu-typing')",
+                               timeout=ANSWER_TIMEOUT_MS)  # answered
+        page.screenshot(path=str(output_dir / "no-loss-4-after-reload.png"))
+        assert shopper.count() == 3, "history replayed once, the kept message sent once"
+        assert page.evaluate("JSON.stringify(JSON.parse(localStorage.getItem('kefu:' + location.origin)).pending)") == "{}"
         browser.close()

@@ -26,7 +26,7 @@ def session(tmp_path):
 
 
 def first(session, status: str) -> Order:
-    return session.scalars(select(Order).where(Order.status == status)).first()
+    return session.scalars(select(Order).where(Order.status == status).order_by(Order.id)).first()
 
 
 def test_an_order_opens_only_for_its_owner(session):

@@ -36,17 +36,40 @@
 
   // the conversation id survives page loads; last_seq counts what this page has rendered, so a
   // new page replays the whole conversation and a reconnect only what it missed
-  var state = {conversation_id: load().conversation_id, last_seq: 0};
+  var stored = load();
+  var state = {conversation_id: stored.conversation_id, last_seq: 0};
   // every message the shopper sent stays in `pending` (by its client id) until a reply names it
   // (reply_to); after a reconnect the unanswered ones are sent again: the gateway knows them by
-  // their client id, so a message is never stored or answered twice
-  var ws = null, retry = 0, outbox = [], pending = {}, seen = {}, typingEl = null;
+  // their client id, so a message is never stored or answered twice. Typed messages and button
+  // taps are kept in localStorage too, so a page reloaded during an outage still sends them.
+  var ws = null, retry = 0, outbox = [], pending = stored.pending || {}, seen = {}, typingEl = null;
   var local = {};  // client id -> the shopper's bubble, shown (faded) before the gateway has stored it
+  var echoed = {};  // client ids the gateway has shown back as stored
+  var restored = Object.keys(pending);  // kept from an earlier page: shown once the history is replayed
+  var replayUntil = null;
 
   function load() {
     try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
   }
-  function save() { localStorage.setItem(STORE, JSON.stringify({conversation_id: state.conversation_id})); }
+  function save() {
+    var kept = {};  // photos and voice notes are too big for localStorage: only words and taps
+    Object.keys(pending).forEach(function (id) {
+      if (pending[id].type === "text" || pending[id].type === "postback") kept[id] = pending[id];
+    });
+    try {
+      localStorage.setItem(STORE, JSON.stringify({conversation_id: state.conversation_id, pending: kept}));
+    } catch (e) { /* storage full or disabled: the page still works, without surviving a reload */ }
+  }
+  function pendingBubble(message) {
+    return bubble("kefu-shopper kefu-pending", message.type === "text" ? message.text : (message.title || message.payload));
+  }
+  function showRestored() {  // after the replayed history, the messages that never got an answer
+    restored.forEach(function (id) {
+      if (pending[id] && !echoed[id] && !local[id]) local[id] = pendingBubble(pending[id]);
+    });
+    restored = [];
+    log.scrollTop = log.scrollHeight;
+  }
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -205,8 +228,9 @@
   function submit(message) {
     message.client_id = "k" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
     pending[message.client_id] = message;
+    save();
     if (message.type === "text" || message.type === "postback") {
-      local[message.client_id] = bubble("kefu-shopper kefu-pending", message.type === "text" ? message.text : (message.title || message.payload));
+      local[message.client_id] = pendingBubble(message);
       log.scrollTop = log.scrollHeight;
     }
     outbox.push(message);
@@ -229,11 +253,14 @@
       if (msg.conversation_id !== state.conversation_id) { log.textContent = ""; seen = {}; state.last_seq = 0; }
       state.conversation_id = msg.conversation_id; state.ready = true; save();
       status.textContent = UI.online;
+      replayUntil = msg.seq || 0;
+      if (restored.length && state.last_seq >= replayUntil) showRestored();
       resendPending();
       return;
     }
+    if (msg.sender === "shopper" && msg.client_id) echoed[msg.client_id] = true;
     var answered = msg.reply_to && msg.sender !== "shopper" ? pending[msg.reply_to] : null;
-    if (answered) delete pending[msg.reply_to];
+    if (answered) { delete pending[msg.reply_to]; save(); }
     var mine = msg.sender === "shopper" && msg.client_id ? local[msg.client_id] : (msg.reply_to ? local[msg.reply_to] : null);
     if (mine) {  // the gateway stored it (or refused it): the faded bubble is the message
       delete local[msg.client_id || msg.reply_to];
@@ -251,6 +278,7 @@
     if (msg.seq) state.last_seq = Math.max(state.last_seq, msg.seq);
     hideTyping();
     render(msg, answered);
+    if (restored.length && replayUntil !== null && state.last_seq >= replayUntil) showRestored();
     log.scrollTop = log.scrollHeight;
   }
 
@@ -366,7 +394,7 @@
           var again = el("button", "kefu-retry", UI.retry); again.type = "button";
           again.addEventListener("click", function () {
             again.remove();
-            pending[answered.client_id] = answered; outbox.push(answered); flush();
+            pending[answered.client_id] = answered; save(); outbox.push(answered); flush();
           });
           node.appendChild(again);
         }
