@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     max_text_chars: int = 2000  # characters in one shopper message
     max_frame_bytes: int = 64 * 1024  # bytes in one WebSocket text frame
     rasa_timeout_s: float = 30.0  # seconds to wait for Rasa's reply
+    rasa_in_flight: int = Field(8, ge=1)  # turns with each Rasa replica at once; the rest queue in the gateway
+    rasa_queue_s: float = 120.0  # how long a turn may queue for Rasa before the shopper gets a retry
     # several Rasa replicas sharing one tracker store and a Redis lock store (comma-separated base URLs);
     # empty: the one at host:rasa_port
     rasa_urls: str = ""

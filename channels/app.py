@@ -44,7 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
     photos = PhotoService(settings, sessions)
     voice = VoiceService(settings, sessions)
     store = TranscriptStore(sessions)
-    rasa = RasaClient(settings.rasa_replicas, settings.rasa_timeout_s)
+    rasa = RasaClient(settings.rasa_replicas, settings.rasa_timeout_s, in_flight=settings.rasa_in_flight,
+                      queue_s=settings.rasa_queue_s)
     desk = HandoffDesk(sessions, store, rasa)
     hub = ChatHub(settings, store, rasa, photos, voice, desk)
 
@@ -133,7 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok"}
+        return {"status": "ok", "turns_waiting_for_rasa": rasa.waiting}
 
     allowed_origins = {o.strip().rstrip("/") for o in settings.widget_origins.split(",") if o.strip()}
     connections = SlidingWindow(settings.widget_connections_per_address_minute, 60)

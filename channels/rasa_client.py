@@ -28,15 +28,25 @@ class RasaClient:
     """One or more Rasa replicas (they share the tracker store and, when there are several, a Redis
     lock store). Turns go through kefu's channel (assistant/addons/kefu_channel.py), which makes a
     resent message safe: a message Rasa already answered is answered from its tracker, never
-    processed twice. A replica that cannot be reached is skipped for ``cooldown_s``."""
+    processed twice. A replica that cannot be reached is skipped for ``cooldown_s``.
 
-    def __init__(self, base_urls: str | list[str], timeout_s: float, cooldown_s: float = 5.0) -> None:
+    At most ``in_flight`` turns per replica are with Rasa at once; the rest wait here, in order,
+    for up to ``queue_s`` seconds. Rasa works through a queue at the same rate either way, but
+    a turn that waits inside Rasa counts against ``timeout_s``: under a crowd every late turn would
+    time out, be abandoned by the shopper's retry error and still cost Rasa its work. Waiting
+    here costs nothing, and ``timeout_s`` measures Rasa's own work again."""
+
+    def __init__(self, base_urls: str | list[str], timeout_s: float, cooldown_s: float = 5.0,
+                 in_flight: int = 8, queue_s: float = 120.0) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError("at least one Rasa URL is needed")
         self.bases = [url.rstrip("/") for url in urls]
         self.timeout_s = timeout_s
         self.cooldown_s = cooldown_s
+        self.queue_s = queue_s
+        self._slots = asyncio.Semaphore(max(1, in_flight) * len(self.bases))
+        self.waiting = 0  # turns queued for a slot (the gateway's /health shows it)
         self._down_until: dict[str, float] = {}
         self._next = 0
         self._client = httpx.AsyncClient(timeout=timeout_s)
@@ -59,6 +69,21 @@ class RasaClient:
                    resend: bool = False) -> list[tuple[str, dict]]:
         """Rasa's replies as (type, body) pairs for the widget. ``message_id`` identifies the shopper's
         message across retries; ``resend`` says it may have reached Rasa before."""
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.queue_s)
+        except asyncio.TimeoutError:
+            log.warning("rasa busy conversation=%s: no turn slot within %.0f s", conversation_id, self.queue_s)
+            raise RasaUnavailable("rasa_busy", f"queued {self.queue_s:.0f} s") from None
+        finally:
+            self.waiting -= 1
+        try:
+            return await self._send(conversation_id, text, metadata, message_id, resend)
+        finally:
+            self._slots.release()
+
+    async def _send(self, conversation_id: str, text: str, metadata: dict[str, Any], message_id: str,
+                    resend: bool) -> list[tuple[str, dict]]:
         last: RasaUnavailable | None = None
         for base in self._replicas():
             body = {"sender": conversation_id, "message": text, "message_id": message_id, "metadata": metadata,

@@ -83,3 +83,45 @@ def test_no_replica_reachable_is_rasa_unavailable_and_garbage_is_an_error() -> N
 def test_at_least_one_replica_is_needed() -> None:
     with pytest.raises(ValueError):
         RasaClient([], timeout_s=1)
+
+
+def test_turns_beyond_the_in_flight_limit_queue_in_order_and_give_up_after_the_queue_time() -> None:
+    """A crowd waits in the gateway, not inside Rasa (where waiting would count against the reply
+    timeout): at most ``in_flight`` turns per replica reach Rasa at once, in arrival order; one that
+    waits longer than ``queue_s`` becomes a retry error."""
+    at_rasa, most, order = 0, 0, []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal at_rasa, most
+        at_rasa += 1
+        most = max(most, at_rasa)
+        order.append(json.loads(request.content)["message_id"])
+        await asyncio.sleep(0.05)
+        at_rasa -= 1
+        return httpx.Response(200, json=[{"recipient_id": "c1", "text": "ok"}])
+
+    async def crowd(client: RasaClient, n: int) -> list:
+        async def one(i: int):  # type: ignore[no-untyped-def]
+            try:
+                return await client.send(f"c{i}", "hi", {}, message_id=f"m{i}")
+            except RasaUnavailable as error:
+                return error.code
+        tasks = []
+        for i in range(n):
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(0)  # arrive one after the other
+        return await asyncio.gather(*tasks)
+
+    client = RasaClient([A], timeout_s=5, in_flight=2, queue_s=30)
+    client._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    results = asyncio.run(crowd(client, 10))
+    assert results == [[("text", {"text": "ok"})]] * 10 and most == 2
+    assert order == [f"m{i}" for i in range(10)], "served in the order they came"
+    assert client.waiting == 0
+
+    at_rasa, most, order = 0, 0, []
+    impatient = RasaClient([A], timeout_s=5, in_flight=1, queue_s=0.08)
+    impatient._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    results = asyncio.run(crowd(impatient, 4))
+    assert results[:2] == [[("text", {"text": "ok"})]] * 2  # the second waited 0.05 s: within its patience
+    assert results[3] == "rasa_busy" and most == 1
