@@ -221,10 +221,19 @@ def ratios(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _provenance(report: dict) -> str:
+    """Whether the rows share one run: a run of some systems keeps the other systems' rows."""
+    stamps = {runs.get("run_at") for system_runs in report["datasets"].values() for runs in system_runs.values()
+              if isinstance(runs, dict)}
+    if stamps == {report.get("started_at")}:
+        return "every system trained and tested in the same run."
+    return ("the rows come from more than one run (each row's `run_at` in benchmarks/results/nlu.json; "
+            "none for rows older than that field); the notes below say which.")
+
+
 def write_doc(report: dict) -> None:
     write_section("nlu", f"## Intent classification (`benchmarks/nlu.py`)\n\n"
-                  f"Run {report['finished_at']} on {report['machine']}; every system trained and tested in the same "
-                  f"run. Accuracy counts `nlu_fallback` as wrong for in-scope messages; OOS recall counts "
+                  f"Run {report['finished_at']} on {report['machine']}; {_provenance(report)} Accuracy counts `nlu_fallback` as wrong for in-scope messages; OOS recall counts "
                   f"`out_of_scope` or `nlu_fallback` on CLINC150's out-of-scope test messages. Latency is one message "
                   f"at a time. Published: " + "; ".join(f"{k}: {v}" for k, v in PUBLISHED.items()) + ".\n\n"
                   + table(report) + "\n\n" + ratios(report) + "\n"
@@ -266,6 +275,8 @@ def main() -> None:
                 except Exception as error:  # keep the other systems' figures
                     runs[system] = {"error": f"{type(error).__name__}: {error}"}
                     print(f"   failed: {error}", flush=True)
+            for run in runs.values():
+                run["run_at"] = report["started_at"]
             report["datasets"][name] = runs
             print(table({"datasets": {name: runs}}), flush=True)
             save(dict(report), previous)  # each data set's figures are kept even if a later one fails
