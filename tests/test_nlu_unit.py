@@ -102,6 +102,22 @@ def test_one_message_alone_scores_as_it_does_in_a_padded_batch(tiny_model):
     assert np.allclose(batch, alone, atol=1e-5)
 
 
+def test_predictions_without_onednn_score_the_same_and_leave_the_switch_as_it_was(tiny_model):
+    import torch
+
+    from nlu.classifier import encode_batch
+
+    model = IntentModel.load(tiny_model)
+    texts = ["hi", "where's my parcel, it was due on monday", "订单到哪了"]
+    assert torch.backends.mkldnn.enabled
+    with torch.inference_mode():  # oneDNN's LSTM, as training runs it
+        inputs = encode_batch([model.tokens(t) for t in texts], model.vocab, model.network.embedding_dim,
+                              model.network.ngram_buckets, model.fasttext)
+        with_onednn = torch.softmax(model.network(*inputs) / model.temperature, dim=-1).numpy()
+    assert np.allclose(model.predict_proba(texts), with_onednn, atol=1e-5)
+    assert torch.backends.mkldnn.enabled, "training after a prediction still gets oneDNN"
+
+
 def test_loading_checks_the_artifact(tmp_path, tiny_model):
     with pytest.raises(FileNotFoundError, match="kefu nlu train"):
         IntentModel.load(tmp_path)
