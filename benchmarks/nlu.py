@@ -233,7 +233,8 @@ def _provenance(report: dict) -> str:
 
 def write_doc(report: dict) -> None:
     write_section("nlu", f"## Intent classification (`benchmarks/nlu.py`)\n\n"
-                  f"Run {report['finished_at']} on {report['machine']}; {_provenance(report)} Accuracy counts `nlu_fallback` as wrong for in-scope messages; OOS recall counts "
+                  f"Run {report['finished_at']} on {report['machine']}; {_provenance(report)} "
+                  f"Accuracy counts `nlu_fallback` as wrong for in-scope messages; OOS recall counts "
                   f"`out_of_scope` or `nlu_fallback` on CLINC150's out-of-scope test messages. Latency is one message "
                   f"at a time. Published: " + "; ".join(f"{k}: {v}" for k, v in PUBLISHED.items()) + ".\n\n"
                   + table(report) + "\n\n" + ratios(report) + "\n"

@@ -30,8 +30,9 @@ class RasaClient:
     resent message safe: a message Rasa already answered is answered from its tracker, never
     processed twice. A replica that cannot be reached is skipped for ``cooldown_s``.
 
-    At most ``in_flight`` turns per replica are with Rasa at once; the rest wait here, in order,
-    for up to ``queue_s`` seconds. Rasa works through a queue at the same rate either way, but
+    At most ``in_flight`` x (number of replicas) turns are with Rasa at once (one pool: when a
+    replica is down the others take its share); the rest wait here, in order, for up to
+    ``queue_s`` seconds. Rasa works through a queue at the same rate either way, but
     a turn that waits inside Rasa counts against ``timeout_s``: under a crowd every late turn would
     time out, be abandoned by the shopper's retry error and still cost Rasa its work. Waiting
     here costs nothing, and ``timeout_s`` measures Rasa's own work again."""
@@ -45,7 +46,7 @@ class RasaClient:
         self.timeout_s = timeout_s
         self.cooldown_s = cooldown_s
         self.queue_s = queue_s
-        self._slots = asyncio.Semaphore(max(1, in_flight) * len(self.bases))
+        self._slots = asyncio.Semaphore(in_flight * len(self.bases))
         self.waiting = 0  # turns queued for a slot (the gateway's /health shows it)
         self._down_until: dict[str, float] = {}
         self._next = 0

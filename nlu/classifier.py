@@ -168,8 +168,8 @@ def encode_batch(token_lists: list[list[str]], vocab: dict[str, int], dim: int, 
 
 class _without_onednn:
     """Predictions run PyTorch's own LSTM kernels, not oneDNN's: on one short message (every chat
-    turn) oneDNN's setup costs more than it saves (CLINC150 model, 1 thread: 1.45 ms instead of
-    1.66 ms per message, same scores; batches of 64 no slower). The switch is process-wide, so
+    turn) oneDNN's setup costs more than it saves (CLINC150 model, 1 thread, alternating runs:
+    1.54 ms instead of 1.64-1.71 ms per message, same scores; batches of 64 no slower). The switch is process-wide, so
     overlapping predictions share one "off" and the last one out restores it; training, which
     never enters here, keeps oneDNN."""
 

@@ -5,6 +5,7 @@ conversation, each turn a read-pause-write of a shared counter that any overlap 
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.stack import REDIS_URL
 ROOT = Path(__file__).resolve().parents[1]
 
 REPLICA = r"""
-import asyncio, sys, time
+import asyncio, sys
 sys.path.insert(0, "assistant")
 from addons.redis_lock import KefuRedisLockStore
 from rasa.core.lock_store import LockError
@@ -77,6 +78,17 @@ def replica(target, turns: int, mode: str) -> subprocess.Popen:
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def held(target, timeout_s: float = 10.0) -> str:
+    """Waits until the "hold" replica has taken shopper-2's lock; its Redis key."""
+    _, _, _, prefix, client = target
+    key = f"{prefix}:kefu_lock:shopper-2"
+    deadline = time.monotonic() + timeout_s
+    while not client.exists(key):
+        assert time.monotonic() < deadline, "the holder never took the lock"
+        time.sleep(0.05)
+    return key
+
+
 def test_two_replicas_never_hold_one_conversation_at_once(redis_target):
     replicas = [replica(redis_target, 40, "turns") for _ in range(2)]
     for process in replicas:
@@ -89,11 +101,7 @@ def test_two_replicas_never_hold_one_conversation_at_once(redis_target):
 
 def test_a_long_turn_keeps_its_lock_and_a_waiter_gives_up_with_a_lock_error(redis_target):
     holder = replica(redis_target, 0, "hold")
-    _, _, _, prefix, client = redis_target
-    for _ in range(200):  # until the holder has the lock
-        if client.exists(f"{prefix}:kefu_lock:shopper-2"):
-            break
-        subprocess.run(["sleep", "0.05"])
+    held(redis_target)
     waiter = replica(redis_target, 0, "wait")
     out, err = waiter.communicate(timeout=60)
     assert out.strip() == "LockError", err[-2000:]
@@ -103,16 +111,12 @@ def test_a_long_turn_keeps_its_lock_and_a_waiter_gives_up_with_a_lock_error(redi
 
 def test_a_dead_replicas_lock_frees_the_conversation_when_its_lease_runs_out(redis_target):
     holder = replica(redis_target, 0, "hold")
-    _, _, _, prefix, client = redis_target
-    key = f"{prefix}:kefu_lock:shopper-2"
-    for _ in range(200):
-        if client.exists(key):
-            break
-        subprocess.run(["sleep", "0.05"])
+    key = held(redis_target)
+    client = redis_target[4]
     holder.kill()  # SIGKILL: no release
     holder.communicate()
     assert client.exists(key)
     ttl_ms = client.pttl(key)
     assert 0 < ttl_ms <= 2000, ttl_ms  # gone within the 2 s lease
-    subprocess.run(["sleep", str(ttl_ms / 1000 + 0.2)])
+    time.sleep(ttl_ms / 1000 + 0.2)
     assert not client.exists(key)

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncGenerator, Dict, Optional, Text
+from typing import Any, AsyncGenerator, Dict, Text
 
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
@@ -44,29 +44,23 @@ _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexp
 class KefuRedisLockStore(LockStore):
     """Mutual exclusion per conversation across every Rasa replica that shares the Redis."""
 
-    def __init__(self, endpoint_config: Optional[EndpointConfig] = None, host: Text = "localhost",
-                 port: int = 6379, db: int = 1, password: Optional[Text] = None, use_ssl: bool = False,
-                 key_prefix: Optional[Text] = None, socket_timeout: float = 10.0,
-                 lease_s: float = LEASE_S, **_: Any) -> None:
+    def __init__(self, endpoint_config: EndpointConfig) -> None:
         import redis
 
-        if endpoint_config is not None:
-            options: Dict[str, Any] = dict(endpoint_config.kwargs)
-            host = endpoint_config.url or host
-            port, db = options.get("port", port), options.get("db", db)
-            password, use_ssl = options.get("password", password) or None, bool(options.get("use_ssl", use_ssl))
-            key_prefix = options.get("key_prefix", key_prefix)
-            socket_timeout = float(options.get("socket_timeout", socket_timeout))
-            lease_s = float(options.get("lease_s", lease_s))
-        self.red = redis.StrictRedis(host=host, port=int(port), db=int(db or 0), password=password, ssl=use_ssl,
-                                     socket_timeout=socket_timeout)
+        options: Dict[str, Any] = dict(endpoint_config.kwargs)
+        db, key_prefix = int(options.get("db", 1) or 0), options.get("key_prefix")  # 1: Rasa's default
+        lease_s = float(options.get("lease_s", LEASE_S))
+        self.red = redis.StrictRedis(host=endpoint_config.url or "localhost", port=int(options.get("port", 6379)),
+                                     db=db, password=options.get("password") or None,
+                                     ssl=bool(options.get("use_ssl", False)),
+                                     socket_timeout=float(options.get("socket_timeout", 10.0)))
         self.key_prefix = f"{key_prefix}:kefu_lock:" if key_prefix else "kefu_lock:"
         self.lease_ms = int(lease_s * 1000)
         self.renew_every_s = lease_s / 3  # two renewals may be late before the lease runs out
         self._release = self.red.register_script(_RELEASE)
         self._renew = self.red.register_script(_RENEW)
         self._local: Dict[str, asyncio.Lock] = {}  # this replica's waiters, in arrival order
-        self._users: Dict[str, int] = {}
+        self._users: Dict[str, int] = {}  # turns holding or awaiting each local lock (to drop it when none)
         super().__init__()
         log.info("conversation locks in Redis db %s under %s*, with a %.0f s lease", db, self.key_prefix, lease_s)
 
@@ -106,16 +100,3 @@ class KefuRedisLockStore(LockStore):
             if not self._renew(keys=[key], args=[token, self.lease_ms]):
                 log.error("lost the lock of conversation %s (its lease ran out)", conversation_id)
                 return
-
-    # Rasa's ticket API, for code that asks about the queue
-    def get_lock(self, conversation_id: Text) -> Optional[TicketLock]:
-        return TicketLock(conversation_id) if self.red.exists(self.key_prefix + conversation_id) else None
-
-    def delete_lock(self, conversation_id: Text) -> None:
-        self.red.delete(self.key_prefix + conversation_id)
-
-    def save_lock(self, lock: TicketLock) -> None:
-        pass  # nothing to save: the key itself is the lock
-
-    def is_someone_waiting(self, conversation_id: Text) -> bool:
-        return self._users.get(conversation_id, 0) > 1

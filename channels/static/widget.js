@@ -64,6 +64,7 @@
     return bubble("kefu-shopper kefu-pending", message.type === "text" ? message.text : (message.title || message.payload));
   }
   function showRestored() {  // after the replayed history, the messages that never got an answer
+    if (!restored.length || replayUntil === null || state.last_seq < replayUntil) return;
     restored.forEach(function (id) {
       if (pending[id] && !echoed[id] && !local[id]) local[id] = pendingBubble(pending[id]);
     });
@@ -254,7 +255,7 @@
       state.conversation_id = msg.conversation_id; state.ready = true; save();
       status.textContent = UI.online;
       replayUntil = msg.seq || 0;
-      if (restored.length && state.last_seq >= replayUntil) showRestored();
+      showRestored();
       resendPending();
       return;
     }
@@ -278,7 +279,7 @@
     if (msg.seq) state.last_seq = Math.max(state.last_seq, msg.seq);
     hideTyping();
     render(msg, answered);
-    if (restored.length && replayUntil !== null && state.last_seq >= replayUntil) showRestored();
+    showRestored();
     log.scrollTop = log.scrollHeight;
   }
 
