@@ -48,6 +48,36 @@ def test_the_same_seed_draws_the_same_photo_and_defects_change_it() -> None:
     assert not np.array_equal(np.asarray(a), np.asarray(clean))
 
 
+def test_a_defect_that_does_not_show_is_redrawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    case = synth.phone_case(rng)
+    assert synth.visible_pixels(case, synth._copy(case)) == 0
+    grey = synth._copy(case)
+    grey.rgb[:] = 0.5
+    stained = synth._copy(grey)
+    synth.stain(rng, stained)
+    assert synth.visible_pixels(grey, stained) >= synth.MIN_VISIBLE["stain"]
+    black = synth._copy(case)
+    black.rgb[:] = 0.02  # a dark stain on a black case: nothing a person could see
+    hidden = synth._copy(black)
+    synth.stain(rng, hidden)
+    assert synth.visible_pixels(black, hidden) < synth.MIN_VISIBLE["stain"]
+
+    calls = []
+    real = synth.DRAW_DEFECT["dent"]
+
+    def faint_at_first(rng: np.random.Generator, scene: synth.Scene) -> None:
+        calls.append(1)
+        if len(calls) > synth.DRAWS_PER_SCENE + 2:  # the first product's draws all fail, then two more
+            real(rng, scene)
+
+    monkeypatch.setitem(synth.DRAW_DEFECT, "dent", faint_at_first)
+    image, info = synth.render("dent", seed=8, product="box")
+    assert info["label"] == "dent" and len(calls) == synth.DRAWS_PER_SCENE + 3
+    with pytest.raises(ValueError, match="not drawn on a cup"):
+        synth.render("tear_or_hole", seed=1, product="cup")
+
+
 def test_generate_writes_an_image_folder_that_describes_itself(tmp_path: Path) -> None:
     description = synth.generate(tmp_path / "set", per_class=2, seed=4, size=64, workers=1)
     assert sorted(p.name for p in (tmp_path / "set").iterdir() if p.is_dir()) == sorted(synth.LABELS)

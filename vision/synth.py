@@ -8,7 +8,10 @@ drawn where the product is, then the camera: perspective, rotation, light colour
 noise and JPEG compression. Everything is decided by one seed, so a dataset is reproducible.
 
 Defects are drawn only on products where they happen in real after-sales photos (fabric tears
-and stains but does not crack; a ceramic cup cracks but does not tear).
+and stains but does not crack; a ceramic cup cracks but does not tear), and a photo is labelled
+with a defect only when the defect shows: a dark stain on a black shoe or a pale scratch on a white
+case changes almost no pixel, and a person labelling the photo would call it "no visible defect".
+Such a draw is redrawn (``MIN_VISIBLE``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,13 @@ DEFECTS_ON: dict[str, tuple[str, ...]] = {
     "fabric": ("scratch", "stain", "tear_or_hole"),
 }
 CANVAS = 320  # drawn at this size, then the camera crops the centre
-VERSION = 3
+VERSION = 4
+# a defect shows when it changes at least this many canvas pixels by VISIBLE_CHANGE (of 1.0) in some
+# colour channel: thin lines need fewer pixels than a stain or a dent (judged on contact sheets)
+VISIBLE_CHANGE = 0.12
+MIN_VISIBLE = {"scratch": 50, "crack_or_broken": 50, "stain": 120, "tear_or_hole": 100, "dent": 120}
+DRAWS_PER_SCENE = 6  # defect draws tried on one product before another product is drawn
+SCENES_PER_PHOTO = 50
 
 Array = np.ndarray
 
@@ -531,19 +540,53 @@ def _perspective_coeffs(target: list[tuple[float, float]], source: list[tuple[fl
     return np.linalg.solve(np.array(rows, dtype=np.float64), b).tolist()
 
 
+def visible_pixels(before: Scene, after: Scene) -> int:
+    """Canvas pixels a defect visibly changed: colour on the product, or the product's outline
+    (a broken-off piece shows the surface behind it)."""
+    colour = np.abs(after.rgb - before.rgb).max(axis=-1) * after.mask
+    outline = np.abs(after.mask - before.mask)
+    return int(((colour + outline) >= VISIBLE_CHANGE).sum())
+
+
+def _copy(scene: Scene) -> Scene:
+    return replace(scene, rgb=scene.rgb.copy(), mask=scene.mask.copy(), face=scene.face.copy(),
+                   spots=list(scene.spots))
+
+
+def _scene_with(label: str, product: str | None, rng: np.random.Generator) -> tuple[Scene, int]:
+    """The product with its look-alikes and ``label``'s defect drawn where it shows, and the index
+    in ``scene.spots`` of where the camera should look."""
+    for _ in range(SCENES_PER_PHOTO):
+        if product is None:
+            candidates = [p for p in PRODUCTS if label == "no_visible_defect" or label in DEFECTS_ON[p]]
+            chosen = str(candidates[rng.integers(len(candidates))])
+        else:
+            chosen = product
+        scene = DRAW_PRODUCT[chosen](rng, CANVAS)
+        look_alikes(rng, scene)
+        before = len(scene.spots)
+        if label == "no_visible_defect":
+            return scene, before
+        for _ in range(DRAWS_PER_SCENE):
+            drawn = _copy(scene)
+            DRAW_DEFECT[label](rng, drawn)
+            if visible_pixels(scene, drawn) >= MIN_VISIBLE[label]:
+                return drawn, before
+        # this product hides the defect whatever is drawn (a dark stain on a black case): another product
+    raise RuntimeError(f"no visible {label} in {SCENES_PER_PHOTO} drawn scenes")  # a bug in the drawing code
+
+
 def render(label: str, seed: int, size: int = 256, product: str | None = None) -> tuple[Image.Image, dict]:
     """One photo of a product with ``label``'s defect (or none), and what was drawn."""
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
+    if product is not None and product not in PRODUCTS:
+        raise ValueError(f"unknown product {product!r}; expected one of {', '.join(PRODUCTS)}")
+    if product is not None and label != "no_visible_defect" and label not in DEFECTS_ON[product]:
+        raise ValueError(f"{label} is not drawn on a {product}")
     rng = np.random.default_rng(seed)
-    if product is None:
-        candidates = [p for p in PRODUCTS if label == "no_visible_defect" or label in DEFECTS_ON[p]]
-        product = str(candidates[rng.integers(len(candidates))])
-    scene = DRAW_PRODUCT[product](rng, CANVAS)
-    look_alikes(rng, scene)
-    before = len(scene.spots)
-    if label != "no_visible_defect":
-        DRAW_DEFECT[label](rng, scene)
+    scene, before = _scene_with(label, product, rng)
+    product = scene.product
     focus = scene.spots[before] if len(scene.spots) > before else _spot(rng, scene)
     canvas = background(rng, CANVAS)
     # the product's shadow on the surface
