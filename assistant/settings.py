@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     whisper_model: str = "base"
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = Field(5, ge=1, le=10)
+    # faster-whisper: transcripts of a short clip kept for the shop's language model to choose from
+    # (channels/voice/shop_lm.py); 1 keeps Whisper's first
+    whisper_candidates: int = Field(10, ge=1, le=16)
     whisper_threads: int = Field(0, ge=0)  # 0: CTranslate2's default
     audio_dir: Path | None = None  # None: var/audio
     max_audio_bytes: int = 4 * 1024 * 1024

@@ -4,13 +4,18 @@
    this machine (faster-whisper tiny.en and base, int8, beam 5; openai-whisper when given a
    ``.pt`` with --openai-model) on English shopper utterances that espeak-ng speaks here (several
    voices and speeds), in the same run, with the demo catalog's product names in the prompt as the
-   gateway does. WER uses Whisper's English text normaliser on both sides.
+   gateway does, and with the shop's language model choosing among Whisper's 10 best transcripts
+   (built as the gateway builds it, less any sentence of this set: it never reads the test
+   sentences) against the same model without it. WER uses Whisper's English text normaliser on
+   both sides. ``--tune`` instead sweeps the language model's weight on a separate tuning set (90
+   English sentences of the NLU test split, spoken the same way), which is how
+   ``channels.voice.shop_lm.WEIGHT`` was chosen.
 2. The phone path: the whole stack is started (as the end-to-end tests do) and calls are made the
    way Twilio makes them (20 ms μ-law frames in real time); latency is measured from the last
    frame of the caller's speech to the first byte of the reply's audio (it includes the 700 ms of
    quiet that tells the end of a turn, transcription with the gateway's model, Rasa and espeak-ng).
 
-    .venv/bin/python benchmarks/voice.py [--skip-phone] [--openai-model path.pt] [--no-doc]
+    .venv/bin/python benchmarks/voice.py [--skip-phone] [--openai-model path.pt] [--no-doc] [--tune]
 
 Prints tables, writes benchmarks/results/voice.json and the voice section of docs/benchmarks.md.
 """
@@ -37,6 +42,7 @@ from channels.voice.audio import decode  # noqa: E402
 from channels.voice.transcriber import load_transcriber  # noqa: E402
 from tests.voice_audio import speak  # noqa: E402
 
+TUNING = ROOT / "benchmarks" / "results" / "voice_lm_tuning.json"
 RESULTS = ROOT / "benchmarks" / "results" / "voice.json"
 
 # what shoppers say to a shop's customer service, written for this benchmark
@@ -79,13 +85,40 @@ def word_errors(reference: list[str], hypothesis: list[str]) -> int:
     return previous[-1]
 
 
-def spoken_set() -> list[dict]:
+def spoken_set(texts: list[str] | None = None, voice_offset: int = 0) -> list[dict]:
     items = []
-    for i, text in enumerate(UTTERANCES):
-        voice, speed = VOICES[i % len(VOICES)]
+    for i, text in enumerate(UTTERANCES if texts is None else texts):
+        voice, speed = VOICES[(i + voice_offset) % len(VOICES)]
         items.append({"id": i, "text": text, "voice": voice, "speed": speed,
                       "samples": decode(speak(text, voice=voice, speed=speed)).samples})
     return items
+
+
+def tuning_sentences(n: int = 90) -> list[str]:
+    """English sentences of the NLU test split (held out from the NLU training data, which the
+    shop's language model reads)."""
+    import random
+
+    from nlu import data as nlu_data
+
+    texts = [e.text for e in nlu_data.load([ROOT / "assistant" / "tests" / "nlu" / "en.yml"]).examples]
+    random.Random(0).shuffle(texts)
+    return texts[:n]
+
+
+def shop_language_model(settings, leave_out: list[str]):  # type: ignore[no-untyped-def]
+    """The gateway's shop language model without any sentence of ``leave_out``."""
+    from whisper.normalizers import EnglishTextNormalizer
+
+    from assistant.commerce.db import session_factory
+    from channels.voice.service import NLU_DATA
+    from channels.voice.shop_lm import ShopLanguageModel, shop_texts
+
+    normalise = EnglishTextNormalizer()
+    held_out = {normalise(text) for text in leave_out}
+    texts = shop_texts(session_factory(settings.db_url), [NLU_DATA])
+    kept = {lang: [t for t in lines if normalise(t) not in held_out] for lang, lines in texts.items()}
+    return ShopLanguageModel.build(kept), sum(map(len, texts.values())) - sum(map(len, kept.values()))
 
 
 def shop_words(settings) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -97,7 +130,7 @@ def shop_words(settings) -> dict[str, list[str]]:  # type: ignore[no-untyped-def
     return {language: service.hotwords(language) for language in ("zh", "en")}
 
 
-def asr(models: list[tuple[str, str, bool]], items: list[dict]) -> list[dict]:
+def asr(models: list[tuple[str, str, bool, bool]], items: list[dict]) -> list[dict]:
     from whisper.normalizers import EnglishTextNormalizer
 
     from assistant.settings import get_settings
@@ -105,10 +138,12 @@ def asr(models: list[tuple[str, str, bool]], items: list[dict]) -> list[dict]:
     normalise = EnglishTextNormalizer()
     settings = get_settings()
     hotwords = shop_words(settings)
+    shop_lm, left_out = shop_language_model(settings, [item["text"] for item in items])
     audio_seconds = sum(len(item["samples"]) for item in items) / 16_000
     rows = []
-    for backend, model_name, detect in models:
-        transcriber = load_transcriber(backend, model_name, models_dir=settings.models_dir, beam_size=5)
+    for backend, model_name, detect, with_lm in models:
+        transcriber = load_transcriber(backend, model_name, models_dir=settings.models_dir, beam_size=5,
+                                       candidates=settings.whisper_candidates)
         started = time.perf_counter()
         transcriber.warm_up()
         load_s = time.perf_counter() - started
@@ -117,7 +152,8 @@ def asr(models: list[tuple[str, str, bool]], items: list[dict]) -> list[dict]:
         seconds, languages, mistakes = [], [], []
         for item in items:
             # the product detects the language (one more encoder pass); given, it is skipped
-            result = transcriber.transcribe(item["samples"], language=None if detect else "en", hotwords=hotwords)
+            result = transcriber.transcribe(item["samples"], language=None if detect else "en", hotwords=hotwords,
+                                            language_model=shop_lm if with_lm else None)
             reference, hypothesis = normalise(item["text"]).split(), normalise(result.text).split()
             wrong = word_errors(reference, hypothesis)
             errors += wrong
@@ -127,7 +163,8 @@ def asr(models: list[tuple[str, str, bool]], items: list[dict]) -> list[dict]:
             if wrong:
                 mistakes.append({"said": item["text"], "heard": result.text, "voice": item["voice"]})
         rows.append({"backend": backend, "model": model_name, "language": "detected" if detect else "given",
-                     "utterances": len(items),
+                     "shop_lm": with_lm, "candidates": settings.whisper_candidates if with_lm else 1,
+                     "lm_left_out": left_out, "utterances": len(items),
                      "audio_seconds": round(audio_seconds, 1), "wer": round(errors / words, 4),
                      "rtf": round(sum(seconds) / audio_seconds, 3),
                      "p50_ms": round(statistics.median(seconds) * 1000), "load_s": round(load_s, 2),
@@ -135,6 +172,34 @@ def asr(models: list[tuple[str, str, bool]], items: list[dict]) -> list[dict]:
                      "mistakes": mistakes[:12]})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "mistakes"}))
     return rows
+
+
+def tune(weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)) -> None:
+    """WER of Whisper base with the shop language model at several weights, on the tuning set."""
+    from whisper.normalizers import EnglishTextNormalizer
+
+    from assistant.settings import get_settings
+    from channels.voice import shop_lm as lm_module
+
+    normalise = EnglishTextNormalizer()
+    settings = get_settings()
+    hotwords = shop_words(settings)
+    items = spoken_set(tuning_sentences(), voice_offset=2)
+    model, _ = shop_language_model(settings, [])
+    transcriber = load_transcriber("faster-whisper", "base", models_dir=settings.models_dir, beam_size=5,
+                                   candidates=settings.whisper_candidates)
+    words = sum(len(normalise(item["text"]).split()) for item in items)
+    results = {}
+    for weight in weights:
+        lm_module.WEIGHT["en"] = weight
+        errors = 0
+        for item in items:
+            result = transcriber.transcribe(item["samples"], language="en", hotwords=hotwords, language_model=model)
+            errors += word_errors(normalise(item["text"]).split(), normalise(result.text).split())
+        results[weight] = round(errors / words, 4)
+        print(f"weight {weight}: WER {results[weight]:.1%} on {len(items)} tuning sentences")
+    TUNING.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "sentences": len(items),
+                                  "candidates": settings.whisper_candidates, "wer_by_weight": results}, indent=2))
 
 
 def phone(turns_per_question: int = 2) -> dict:
@@ -167,15 +232,22 @@ def main() -> None:
     parser.add_argument("--openai-model", help="a .pt checkpoint for the openai-whisper backend")
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="only the first N utterances (a quick check)")
+    parser.add_argument("--tune", action="store_true", help="sweep the shop language model's weight on the "
+                        "tuning set (NLU test split) and stop")
     args = parser.parse_args()
+    if args.tune:
+        tune()
+        return
     import torch
 
     summary: dict = {"date": time.strftime("%Y-%m-%d"),
                      "machine": f"{platform.machine()}, {os.cpu_count()} cores, int8 CTranslate2, "
                                 f"torch {torch.__version__}"}
-    models = [("faster-whisper", "tiny.en", True), ("faster-whisper", "base", True), ("faster-whisper", "base", False)]
+    models = [("faster-whisper", "tiny.en", True, True), ("faster-whisper", "tiny.en", True, False),
+              ("faster-whisper", "base", True, True), ("faster-whisper", "base", True, False),
+              ("faster-whisper", "base", False, True)]
     if args.openai_model:
-        models.append(("openai-whisper", args.openai_model, True))
+        models.append(("openai-whisper", args.openai_model, True, False))
     items = spoken_set()[: args.limit or None]
     summary["asr"] = asr(models, items)
     summary["openai_whisper"] = "measured" if args.openai_model else \
@@ -197,12 +269,22 @@ def table(summary: dict) -> list[str]:
     rows = summary["asr"]
     lines = [f"Speech recognition on {rows[0]['utterances']} English shopper utterances spoken by espeak-ng "
              f"({rows[0]['audio_seconds']} s of audio, 5 voices and speeds); the product detects the language:", "",
-             "| backend | model | language | WER | RTF | p50 ms/utterance | detected en | load s |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| backend | model | language | shop LM | WER | RTF | p50 ms/utterance | detected en | load s |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['backend']} | {r['model']} | {r['language']} | {r['wer']:.1%} | {r['rtf']:.3f} | "
+        lm = f"{r['candidates']} best" if r.get("shop_lm") else "no"
+        lines.append(f"| {r['backend']} | {r['model']} | {r['language']} | {lm} | {r['wer']:.1%} | {r['rtf']:.3f} | "
                      f"{r['p50_ms']} | "
                      f"{r['language_en_rate']:.0%} | {r['load_s']} |")
+    pairs = {(r["model"], r["language"]): r for r in rows if not r.get("shop_lm")}
+    for r in rows:
+        if r.get("shop_lm") and (r["model"], r["language"]) in pairs:
+            base = pairs[(r["model"], r["language"])]
+            lines.append("")
+            lines.append(f"- {r['model']} ({r['language']} language): the shop language model takes WER from "
+                         f"{base['wer']:.1%} to {r['wer']:.1%} (x{r['wer'] / base['wer']:.2f}) at RTF x"
+                         f"{r['rtf'] / base['rtf']:.2f} in the same run; it left out {r['lm_left_out']} "
+                         "sentences of its corpus that are in this set")
     lines += ["", f"openai-whisper: {summary['openai_whisper']}."]
     if summary.get("phone"):
         p = summary["phone"]

@@ -1,7 +1,9 @@
 """Voice messages in the gateway: check, store, transcribe.
 
 Whisper loads once, in the background at startup. The shop's product names bias the decoding, so
-"linen shirt" or "保温杯" come out spelled the way the catalog spells them.
+"linen shirt" or "保温杯" come out spelled the way the catalog spells them, and the shop's language
+model (built from the intent examples, FAQ questions and catalog at the same time) chooses among
+Whisper's best transcripts.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.commerce.models import Product, VoiceClip, utcnow
-from assistant.settings import Settings
+from assistant.settings import PROJECT_ROOT, Settings
 from channels.files import fetch, keep
 from channels.voice.audio import AudioError, AudioLimits, decode, is_silent
+from channels.voice.shop_lm import ShopLanguageModel, shop_texts
 from channels.voice.transcriber import LANGUAGES, Transcriber, Transcript, load_transcriber
 
 log = logging.getLogger("kefu.gateway.voice")
 EXTENSIONS = {"audio/wav": "wav", "audio/ogg": "ogg", "audio/webm": "webm", "audio/flac": "flac",
               "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/aac": "aac", "audio/amr": "amr"}
 HOTWORDS = 40  # product names per language in Whisper's prompt
+NLU_DATA = PROJECT_ROOT / "assistant" / "data" / "nlu"  # what shoppers say, for the language model
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,9 @@ class VoiceService:
         self.transcriber = transcriber or load_transcriber(
             settings.whisper_backend, settings.whisper_model, models_dir=settings.models_dir,
             beam_size=settings.whisper_beam_size, threads=settings.whisper_threads,
-            compute_type=settings.whisper_compute_type)
+            compute_type=settings.whisper_compute_type, candidates=settings.whisper_candidates)
         self._hotwords: dict[str, list[str]] = {}
+        self._language_model: ShopLanguageModel | None = None
         self._lock = threading.Lock()  # one transcription at a time: Whisper already uses every core
 
     def start_loading(self) -> None:
@@ -62,6 +67,7 @@ class VoiceService:
         try:
             with self._lock:
                 self.transcriber.warm_up()
+                self.language_model()
         except (OSError, ValueError, RuntimeError) as error:
             log.warning("no speech recognition (%s): voice messages are refused", error)
 
@@ -73,11 +79,20 @@ class VoiceService:
             self._hotwords[language] = list(dict.fromkeys(names))[:HOTWORDS]
         return self._hotwords[language]
 
+    def language_model(self) -> ShopLanguageModel:
+        """The shop's n-gram model, built once (about 0.1 s for the demo shop)."""
+        if self._language_model is None:
+            self._language_model = ShopLanguageModel.build(shop_texts(self.sessions, [NLU_DATA]))
+            log.info("shop language model: %s sentences", self._language_model.sentences)
+        return self._language_model
+
     def transcribe(self, samples: np.ndarray) -> Transcript:
-        """16 kHz float samples to text, biased toward the catalog's product names."""
+        """16 kHz float samples to text, biased toward the catalog's product names, the transcript
+        chosen by the shop's language model."""
         try:
             with self._lock:
-                return self.transcriber.transcribe(samples, hotwords={lang: self.hotwords(lang) for lang in LANGUAGES})
+                return self.transcriber.transcribe(samples, hotwords={lang: self.hotwords(lang) for lang in LANGUAGES},
+                                                   language_model=self.language_model())
         except (OSError, ValueError, RuntimeError) as error:
             log.warning("transcription failed: %s", type(error).__name__)
             raise AudioError("unavailable", "speech recognition is not available") from error

@@ -9,7 +9,9 @@
 
 Shoppers speak Chinese or English, so a multilingual model chooses between those two only, and
 Chinese comes back in Simplified characters whatever script Whisper wrote it in. Decoding is biased
-toward the shop's own words (product names) through Whisper's prompt.
+toward the shop's own words (product names) through Whisper's prompt, and, given the shop's
+language model (``channels.voice.shop_lm``), faster-whisper keeps several transcripts of a short
+clip and the one a shopper of this shop would most likely say wins.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from channels.voice.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from channels.voice.shop_lm import ShopLanguageModel
 
 log = logging.getLogger("kefu.voice")
 LANGUAGES = ("zh", "en")
@@ -59,9 +64,11 @@ class Transcriber(Protocol):
         """Load the weights (slow); ``transcribe`` calls it when nobody did."""
 
     def transcribe(self, audio: np.ndarray, language: str | None = None,
-                   hotwords: Hotwords | None = None) -> Transcript:
+                   hotwords: Hotwords | None = None, language_model: ShopLanguageModel | None = None) -> Transcript:
         """``audio``: float32 mono at 16 kHz. ``language``: "zh", "en" or None to detect.
-        ``hotwords``: words to spell the shop's way, by language (product names)."""
+        ``hotwords``: words to spell the shop's way, by language (product names). ``language_model``:
+        chooses among the beam's transcripts where the backend keeps several (faster-whisper, clips
+        up to ``SHORT_S``); other backends ignore it."""
 
 
 @lru_cache(maxsize=1)
@@ -148,7 +155,7 @@ class _Whisper:
         return to_simplified(text) if language == "zh" else text
 
     def transcribe(self, audio: np.ndarray, language: str | None = None,
-                   hotwords: Hotwords | None = None) -> Transcript:
+                   hotwords: Hotwords | None = None, language_model: ShopLanguageModel | None = None) -> Transcript:
         self.warm_up()
         started = time.perf_counter()
         probability = 1.0
@@ -168,8 +175,9 @@ class FasterWhisper(_Whisper):
     """faster-whisper (CTranslate2). ``model``: a directory, a packaged name or a hub name."""
 
     def __init__(self, model: str | Path, *, compute_type: str = "int8", beam_size: int = 5, threads: int = 0,
-                 models_dir: Path | None = None, fitted_window: bool = True) -> None:
+                 models_dir: Path | None = None, fitted_window: bool = True, candidates: int = 10) -> None:
         self.model_ref = str(model)
+        self.candidates = candidates  # transcripts kept for the shop's language model to choose from
         self.fitted_window = fitted_window  # False: always Whisper's 30 s windows (slower)
         self.compute_type = compute_type
         self.beam_size = beam_size
@@ -193,7 +201,7 @@ class FasterWhisper(_Whisper):
         return not self._model.model.is_multilingual  # type: ignore[union-attr]
 
     def transcribe(self, audio: np.ndarray, language: str | None = None,
-                   hotwords: Hotwords | None = None) -> Transcript:
+                   hotwords: Hotwords | None = None, language_model: ShopLanguageModel | None = None) -> Transcript:
         """Voice messages and phone turns are short: for up to ``SHORT_S`` of speech the encoder
         reads a window fitted to the clip (10 s at least) instead of Whisper's 30 s, and its output
         serves both the language choice and the decoding (faster-whisper would encode twice, 30 s
@@ -206,12 +214,13 @@ class FasterWhisper(_Whisper):
         speech = np.concatenate(chunks)
         if not self.fitted_window or len(speech) > SHORT_S * SAMPLE_RATE:
             return super().transcribe(audio, language, hotwords)
-        language, probability, text = self._short(speech, language, hotwords) if len(speech) else \
+        language, probability, text = self._short(speech, language, hotwords, language_model) if len(speech) else \
             (language or ("en" if self.english_only else "zh"), 0.0, "")
         return Transcript(self._finish(text, language), language, round(probability, 4), len(audio) / SAMPLE_RATE,
                           time.perf_counter() - started, self.name)
 
-    def _short(self, speech: np.ndarray, language: str | None, hotwords: Hotwords | None) -> tuple[str, float, str]:
+    def _short(self, speech: np.ndarray, language: str | None, hotwords: Hotwords | None,
+               language_model: ShopLanguageModel | None = None) -> tuple[str, float, str]:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
@@ -230,9 +239,13 @@ class FasterWhisper(_Whisper):
         initial = prompt(language, (hotwords or {}).get(language, ()))
         previous = tokenizer.encode(" " + initial.strip()) if initial else []
         tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
-        result = model.model.generate(encoded, [tokens], beam_size=self.beam_size, suppress_blank=True,
-                                      max_length=min(448, frames // 4 + 40), suppress_tokens=[-1])
-        return language, probability, tokenizer.decode(result[0].sequences_ids[0])
+        keep = self.candidates if language_model is not None and language_model.covers(language) else 1
+        result = model.model.generate(encoded, [tokens], beam_size=max(self.beam_size, keep), num_hypotheses=keep,
+                                      return_scores=True, suppress_blank=True,
+                                      max_length=min(448, frames // 4 + 40), suppress_tokens=[-1])[0]
+        texts = [tokenizer.decode(ids) for ids in result.sequences_ids]
+        best = language_model.rescore(list(zip(texts, result.scores)), language) if keep > 1 else 0  # type: ignore[union-attr]
+        return language, probability, texts[best]
 
     def _language_probabilities(self, audio: np.ndarray) -> dict[str, float]:
         _, _, probabilities = self._model.detect_language(audio)  # type: ignore[union-attr]
@@ -344,11 +357,11 @@ BACKENDS = {"faster-whisper": FasterWhisper, "openai-whisper": OpenAIWhisper}
 
 
 def load_transcriber(backend: str, model: str | Path, *, models_dir: Path | None = None, beam_size: int = 5,
-                     threads: int = 0, compute_type: str = "int8") -> Transcriber:
+                     threads: int = 0, compute_type: str = "int8", candidates: int = 10) -> Transcriber:
     """A transcriber by backend name; the weights load on ``warm_up``."""
     if backend == "faster-whisper":
         return FasterWhisper(model, compute_type=compute_type, beam_size=beam_size, threads=threads,
-                             models_dir=models_dir)
+                             models_dir=models_dir, candidates=candidates)
     if backend == "openai-whisper":
         return OpenAIWhisper(model, beam_size=beam_size, threads=threads)
     raise ValueError(f"unknown transcriber backend {backend!r}; choose one of {', '.join(BACKENDS)}")
