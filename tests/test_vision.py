@@ -250,3 +250,25 @@ def test_the_unsure_threshold_reaches_the_target_precision() -> None:
     threshold, info = unsure_threshold(probs, gold, target=0.95, floor=0.5)
     assert 0.86 <= threshold <= 0.94
     assert info["accepted_accuracy"] >= 0.95 and 0 < info["coverage"] < 0.3
+
+
+@pytest.mark.parametrize("epochs", [10, 30, 60])
+def test_early_stopping_waits_until_the_learning_rate_has_come_down(epochs: int) -> None:
+    import torch
+
+    from vision.train import WARM_UP, settled_epoch
+
+    steps = 7
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([weight], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, pct_start=WARM_UP,
+                                                    total_steps=epochs * steps)
+    rate_after = {}
+    for epoch in range(1, epochs + 1):
+        for _ in range(steps):
+            optimizer.step()
+            scheduler.step()
+        rate_after[epoch] = scheduler.get_last_lr()[0] if epoch < epochs else 0.0
+    settled = settled_epoch(epochs)
+    assert rate_after[settled] <= 0.5e-3 < max(rate_after[e] for e in range(1, settled))
+    assert rate_after[settled - 1] > 0.4e-3  # not much later than needed

@@ -28,6 +28,7 @@ from nlu.classifier import fit_temperature
 from vision.images import IMAGENET_MEAN, IMAGENET_STD
 from vision.model import FORMAT_VERSION, VisionModel, build
 
+WARM_UP = 0.2  # share of the one-cycle schedule spent raising the learning rate
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CHECKPOINT = "checkpoint.pt"
 
@@ -43,7 +44,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.05
     val_fraction: float = 0.15
-    patience: int = 4  # epochs without a better validation loss before stopping
+    patience: int = 4  # epochs without a better validation loss before stopping (once the learning rate is down)
     target_precision: float = 0.98  # accepted (not "unsure") validation predictions are at least this precise
     min_threshold: float = 0.5  # never trust a top class with less than this calibrated probability
     seed: int = 0
@@ -103,6 +104,14 @@ def load_images(folder: Folder, size: int, progress: bool = True) -> np.ndarray:
             image.draft("RGB", (size, size))
             out[i] = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
     return out
+
+
+def settled_epoch(epochs: int) -> int:
+    """The first epoch at which early stopping may end training: the one-cycle learning rate has
+    fallen below half its peak (cosine annealing after the warm-up). Before that the validation
+    loss jumps from epoch to epoch, and a 60-epoch run stopped at epoch 23 (validation accuracy
+    0.71) where the 30-epoch run it was meant to beat reached 0.81."""
+    return math.ceil(epochs * (WARM_UP + (1 - WARM_UP) / 2))
 
 
 def split(targets: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +234,7 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
                                                            nesterov=True, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.2,
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=WARM_UP,
                                                     total_steps=config.epochs * steps_per_epoch)
     loss_fn = torch.nn.CrossEntropyLoss(weight=_class_weights(targets[train_index], n_labels),
                                         label_smoothing=config.label_smoothing)
@@ -282,7 +291,7 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
                     "config": asdict(config)}, checkpoint_path)
         log(f"epoch {epoch}: train loss {total / steps_per_epoch:.3f}, validation loss {val_loss:.3f}, "
             f"accuracy {val_accuracy:.3f}")
-        if epoch - state["best_epoch"] >= config.patience:
+        if epoch >= settled_epoch(config.epochs) and epoch - state["best_epoch"] >= config.patience:
             log(f"validation loss has not improved for {config.patience} epochs: stopping early")
             break
     network.load_state_dict(state["best_state"])
