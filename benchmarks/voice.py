@@ -174,6 +174,37 @@ def asr(models: list[tuple[str, str, bool, bool]], items: list[dict]) -> list[di
     return rows
 
 
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
+
+
+def packaged_speech() -> dict:
+    """Sound files shipped inside the installed packages of both environments, and which of them
+    hold speech (Silero VAD, as the gateway uses): candidates for public speech samples. A file
+    with speech but no transcript beside it can be listened to, not scored."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from channels.voice.audio import AudioError, AudioLimits
+
+    roots = {Path(p).resolve() for p in sys.path if p.endswith("site-packages")}
+    roots |= {p.resolve() for p in (ROOT / ".venv-rasa" / "lib").glob("python*/site-packages")}
+    files = {}
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+                files.setdefault(str(path.relative_to(root)), path)
+    speech, unreadable = [], 0
+    for name, path in sorted(files.items()):
+        try:
+            samples = decode(path.read_bytes(), AudioLimits(50_000_000, 600)).samples
+        except (AudioError, OSError, ValueError):
+            unreadable += 1
+            continue
+        seconds = sum(t["end"] - t["start"] for t in get_speech_timestamps(samples, VadOptions())) / 16_000
+        if seconds >= 0.5:
+            speech.append({"file": name, "speech_seconds": round(seconds, 1)})
+    return {"files": len(files), "unreadable": unreadable, "with_speech": speech}
+
+
 def tune(weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)) -> None:
     """WER of Whisper base with the shop language model at several weights, on the tuning set."""
     from whisper.normalizers import EnglishTextNormalizer
@@ -250,6 +281,7 @@ def main() -> None:
         models.append(("openai-whisper", args.openai_model, True, False))
     items = spoken_set()[: args.limit or None]
     summary["asr"] = asr(models, items)
+    summary["packaged_speech"] = packaged_speech()
     summary["openai_whisper"] = "measured" if args.openai_model else \
         "not measured: no openai-whisper .pt weights are installable offline (pass --openai-model)"
     if not args.skip_phone:
@@ -286,6 +318,14 @@ def table(summary: dict) -> list[str]:
                          f"{r['rtf'] / base['rtf']:.2f} in the same run; it left out {r['lm_left_out']} "
                          "sentences of its corpus that are in this set")
     lines += ["", f"openai-whisper: {summary['openai_whisper']}."]
+    if isinstance(summary.get("packaged_speech"), dict):
+        found = summary["packaged_speech"]
+        speech = found["with_speech"]
+        lines += ["", f"Speech samples inside installed packages: {found['files']} sound files in both environments' "
+                  f"site-packages ({found['unreadable']} unreadable), "
+                  + (f"{len(speech)} with speech: " + ", ".join(f"{s['file']} ({s['speech_seconds']} s)" for s in speech)
+                     + "; none ships a transcript, so they are not scored" if speech else
+                     "none with speech (Silero VAD): test tones only") + "."]
     if summary.get("phone"):
         p = summary["phone"]
         lines += ["", f"Phone path ({p['model']} in the gateway, {p['turns']} turns over Twilio-style calls in real "

@@ -48,6 +48,18 @@ def test_bad_audio_is_refused_with_a_reason(data, code):
     assert caught.value.code == code, caught.value
 
 
+def test_a_wav_in_an_encoding_ffmpeg_cannot_decode_is_refused_not_crashed_on():
+    # 36-bit PCM: a valid-looking header FFmpeg opens without a decoder (scipy's test files have such)
+    import struct
+
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000 * 5, 5, 36)
+    samples = bytes(5 * 8000)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(samples)) + samples
+    with pytest.raises(AudioError) as caught:
+        decode(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert caught.value.code == "unsupported_type" and "cannot be decoded" in caught.value.detail
+
+
 def test_a_truncated_recording_keeps_what_can_be_heard_and_a_header_alone_is_refused():
     wav = speak(SENTENCE)
     with pytest.raises(AudioError, match="corrupt"):

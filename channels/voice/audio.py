@@ -93,6 +93,8 @@ def decode(data: bytes, limits: AudioLimits = AudioLimits()) -> Clip:
             if not container.streams.audio:
                 raise AudioError("corrupt", f"the {kind} file holds no audio stream")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # e.g. 36-bit PCM in a WAV header: FFmpeg has no decoder
+                raise AudioError("unsupported_type", f"the {kind} file's audio encoding cannot be decoded")
             original_rate = stream.rate or 0
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(stream):
