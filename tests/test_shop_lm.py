@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from channels.voice.shop_lm import KneserNey, ShopLanguageModel, shop_texts, units
@@ -54,10 +55,11 @@ def test_numbers_are_one_unit_whatever_their_digits() -> None:
     assert model.per_unit("my order is KF99999999", "en") == pytest.approx(model.per_unit("my order is KF1", "en"))
 
 
-def test_the_gateway_builds_it_from_intent_examples_faq_and_catalog(tmp_path: Path) -> None:
+@pytest.fixture()
+def shop(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A shop database with one product and a published and a draft FAQ entry: its session factory."""
     from assistant.commerce import db
     from assistant.commerce.models import Category, Product
-    from channels.voice.service import NLU_DATA
     from knowledge_base.models import FaqEntry
 
     url = f"sqlite:///{tmp_path / 'kefu.db'}"
@@ -73,7 +75,13 @@ def test_the_gateway_builds_it_from_intent_examples_faq_and_catalog(tmp_path: Pa
             session.add(FaqEntry(key=status, category="service", questions_zh=["可以礼品包装吗"], questions_en=[question],
                                  answer_zh="可以", answer_en="Yes", status=status))
         session.commit()
-    texts = shop_texts(sessions, [NLU_DATA])
+    return sessions
+
+
+def test_the_gateway_builds_it_from_intent_examples_faq_and_catalog(shop) -> None:  # type: ignore[no-untyped-def]
+    from channels.voice.service import NLU_DATA
+
+    texts = shop_texts(shop, [NLU_DATA])
     assert len(texts["en"]) > 1000 and len(texts["zh"]) > 1000  # the intent examples
     assert {"Enamel mug", "Cups", "Do you gift-wrap orders?"} <= set(texts["en"])
     assert {"珐琅马克杯", "杯具", "可以礼品包装吗"} <= set(texts["zh"])
@@ -81,6 +89,43 @@ def test_the_gateway_builds_it_from_intent_examples_faq_and_catalog(tmp_path: Pa
     model = ShopLanguageModel.build(texts)
     assert model.covers("en") and model.covers("zh")
     assert model.per_unit("where is my order", "en") > model.per_unit("wear is my odor", "en")
+
+
+def test_a_new_product_reaches_the_voice_biasing_without_a_restart(shop, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.commerce.models import Product
+    from assistant.settings import Settings
+    from channels.voice import service as voice_service
+    from channels.voice.transcriber import Transcript
+
+    heard: list[tuple[dict, ShopLanguageModel]] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def warm_up(self) -> None:
+            pass
+
+        def transcribe(self, audio, language=None, hotwords=None, language_model=None):  # type: ignore[no-untyped-def]
+            heard.append((dict(hotwords), language_model))
+            return Transcript("hello", "en", 1.0, 1.0, 0.01, self.name)
+
+    clock = [1000.0]
+    monkeypatch.setattr(voice_service.time, "monotonic", lambda: clock[0])
+    voice = voice_service.VoiceService(Settings(var_dir=tmp_path / "var"), shop, transcriber=Recorder())
+    voice.transcribe(np.zeros(16_000, np.float32))
+    with shop() as session:
+        session.add(Product(sku="C2", category_id=1, brand="kefu", name_zh="竹纤维毛巾", name_en="Bamboo towel",
+                            description_zh="", description_en="", price=2900, cost=900, image_hue=90))
+        session.commit()
+    clock[0] += 60
+    voice.transcribe(np.zeros(16_000, np.float32))
+    assert "Bamboo towel" not in heard[-1][0]["en"] and heard[-1][1] is heard[0][1]  # read a minute ago
+    clock[0] += voice_service.REFRESH_S
+    voice.transcribe(np.zeros(16_000, np.float32))
+    assert "Bamboo towel" in heard[-1][0]["en"] and "竹纤维毛巾" in heard[-1][0]["zh"]
+    assert heard[-1][1] is not heard[0][1]
+    assert heard[-1][1].per_unit("bamboo towel", "en") > heard[0][1].per_unit("bamboo towel", "en")
 
 
 def test_faster_whisper_hands_the_model_its_best_transcripts() -> None:

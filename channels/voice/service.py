@@ -12,6 +12,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ log = logging.getLogger("kefu.gateway.voice")
 EXTENSIONS = {"audio/wav": "wav", "audio/ogg": "ogg", "audio/webm": "webm", "audio/flac": "flac",
               "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/aac": "aac", "audio/amr": "amr"}
 HOTWORDS = 40  # product names per language in Whisper's prompt
+REFRESH_S = 600.0  # the catalog and FAQ are read again this long after the last reading
 NLU_DATA = PROJECT_ROOT / "assistant" / "data" / "nlu"  # what shoppers say, for the language model
 
 
@@ -58,6 +60,7 @@ class VoiceService:
             compute_type=settings.whisper_compute_type, candidates=settings.whisper_candidates)
         self._hotwords: dict[str, list[str]] = {}
         self._language_model: ShopLanguageModel | None = None
+        self._read_at = 0.0  # monotonic time the shop's words were read
         self._lock = threading.Lock()  # one transcription at a time: Whisper already uses every core
 
     def start_loading(self) -> None:
@@ -71,7 +74,15 @@ class VoiceService:
         except (OSError, ValueError, RuntimeError) as error:
             log.warning("no speech recognition (%s): voice messages are refused", error)
 
+    def _refresh_if_stale(self) -> None:
+        """A product or FAQ entry the merchant adds reaches the voice biasing within ``REFRESH_S``."""
+        if time.monotonic() - self._read_at > REFRESH_S:
+            self._hotwords.clear()
+            self._language_model = None
+            self._read_at = time.monotonic()
+
     def hotwords(self, language: str) -> list[str]:
+        self._refresh_if_stale()
         if language not in self._hotwords:
             with self.sessions() as session:
                 column = Product.name_zh if language == "zh" else Product.name_en
@@ -80,7 +91,8 @@ class VoiceService:
         return self._hotwords[language]
 
     def language_model(self) -> ShopLanguageModel:
-        """The shop's n-gram model, built once (about 0.1 s for the demo shop)."""
+        """The shop's n-gram model (built in about 0.3 s for the demo shop; again after ``REFRESH_S``)."""
+        self._refresh_if_stale()
         if self._language_model is None:
             self._language_model = ShopLanguageModel.build(shop_texts(self.sessions, [NLU_DATA]))
             log.info("shop language model: %s sentences", self._language_model.sentences)
