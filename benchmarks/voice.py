@@ -210,7 +210,6 @@ def tune(weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)) -> No
     from whisper.normalizers import EnglishTextNormalizer
 
     from assistant.settings import get_settings
-    from channels.voice import shop_lm as lm_module
 
     normalise = EnglishTextNormalizer()
     settings = get_settings()
@@ -222,7 +221,7 @@ def tune(weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)) -> No
     words = sum(len(normalise(item["text"]).split()) for item in items)
     results = {}
     for weight in weights:
-        lm_module.WEIGHT["en"] = weight
+        model.weights["en"] = weight
         errors = 0
         for item in items:
             result = transcriber.transcribe(item["samples"], language="en", hotwords=hotwords, language_model=model)

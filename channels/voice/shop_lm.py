@@ -17,7 +17,9 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from nlu.text import detect_language
 
 ORDER = {"en": 3, "zh": 4}
 DISCOUNT = 0.75
@@ -100,6 +102,7 @@ class ShopLanguageModel:
 
     models: dict[str, KneserNey]
     sentences: dict[str, int]
+    weights: dict[str, float] = field(default_factory=lambda: dict(WEIGHT))  # per language, for ``rescore``
 
     @classmethod
     def build(cls, texts: dict[str, Iterable[str]]) -> ShopLanguageModel:
@@ -125,14 +128,10 @@ class ShopLanguageModel:
         Without a model for ``language``, Whisper's first."""
         if len(candidates) < 2 or language not in self.models:
             return 0
-        weight = WEIGHT.get(language, 0.3) if weight is None else weight
+        weight = self.weights.get(language, 0.3) if weight is None else weight
         scores = [score + weight * self.per_unit(text, language) if text.strip() else -math.inf
                   for text, score in candidates]
         return max(range(len(scores)), key=lambda i: (scores[i], -i))
-
-
-def language_of(text: str) -> str:
-    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
 
 
 def shop_texts(sessions, nlu_paths: Sequence) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -141,7 +140,7 @@ def shop_texts(sessions, nlu_paths: Sequence) -> dict[str, list[str]]:  # type: 
     categories."""
     from sqlalchemy import select
 
-    from assistant.commerce.models import Product
+    from assistant.commerce.models import Category, Product
     from knowledge_base.models import FaqEntry
     from nlu import data as nlu_data
 
@@ -149,12 +148,14 @@ def shop_texts(sessions, nlu_paths: Sequence) -> dict[str, list[str]]:  # type: 
     files = [p for p in nlu_paths if p.exists()]
     if files:
         for example in nlu_data.load(files).examples:
-            texts[language_of(example.text)].append(example.text)
+            texts[detect_language(example.text) or "en"].append(example.text)
     with sessions() as session:
         for entry in session.scalars(select(FaqEntry).where(FaqEntry.status == "published")):
             texts["zh"] += list(entry.questions_zh or [])
             texts["en"] += list(entry.questions_en or [])
-        for product in session.scalars(select(Product).where(Product.active.is_(True))):
-            texts["zh"] += [product.name_zh, product.category.name_zh]
-            texts["en"] += [product.name_en, product.category.name_en]
+        names = select(Product.name_zh, Product.name_en, Category.name_zh, Category.name_en).join(
+            Category, Product.category_id == Category.id).where(Product.active.is_(True))
+        for name_zh, name_en, category_zh, category_en in session.execute(names):
+            texts["zh"] += [name_zh, category_zh]
+            texts["en"] += [name_en, category_en]
     return texts
