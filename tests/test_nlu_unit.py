@@ -102,6 +102,31 @@ def test_one_message_alone_scores_as_it_does_in_a_padded_batch(tiny_model):
     assert np.allclose(batch, alone, atol=1e-5)
 
 
+def test_one_message_in_numpy_scores_as_pytorch_does(tiny_model):
+    """A single message goes through the numpy forward pass (nlu.classifier.OneMessage); its
+    logits must be PyTorch's, for known words, unseen words (fastText subword vectors), Chinese
+    and a one-token message, and it must follow the network when training changes a weight."""
+    import torch
+
+    from nlu.classifier import encode_batch
+
+    model = IntentModel.load(tiny_model)
+    texts = ["hi", "where's my parcel, it was due on monday", "订单到哪了", "zxqwv flurbished gizmo??", "退"]
+    for text in texts:
+        inputs = encode_batch([model.tokens(text)], model.vocab, model.network.embedding_dim,
+                              model.network.ngram_buckets, model.fasttext)
+        with torch.inference_mode():
+            expected = model.network(*inputs).numpy()
+        got = model.logits([text]).numpy()
+        assert got.shape == expected.shape
+        assert np.allclose(got, expected, atol=1e-4), text
+    before = model.logits(["hi"]).numpy()
+    with torch.no_grad():
+        model.network.members[0].output.bias += 1.0  # as an optimizer step would, in place
+    after = model.logits(["hi"]).numpy()
+    assert np.allclose(after, before + 1.0 / len(model.network.members), atol=1e-4)
+
+
 def test_predictions_without_onednn_score_the_same_and_leave_the_switch_as_it_was(tiny_model):
     import torch
 
