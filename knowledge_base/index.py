@@ -293,18 +293,19 @@ class KnowledgeIndex:
                                                                              dict[str, list[tuple[float, str]]]]:
         """Target -> (best similarity, language, field) over the ``n`` nearest texts, and target ->
         every (similarity, field) among them, best first."""
-        got = collection.query(query_embeddings=[vector.tolist()], n_results=n,
-                               include=["metadatas", "distances"])
+        # a text's id names its target, language and field (``_write_vectors``): reading metadata
+        # too would double the cost of the query (3.7 ms against 2.0 ms for 60 of 50,000 vectors)
+        got = collection.query(query_embeddings=[vector.tolist()], n_results=n, include=["distances"])
         best: dict[str, tuple[float, str, str]] = {}
         hits: dict[str, list[tuple[float, str]]] = {}
-        for meta, distance in zip(got["metadatas"][0], got["distances"][0]):
-            target = str(meta["target"])
+        for text_id, distance in zip(got["ids"][0], got["distances"][0]):
+            target, language, field_name = text_id.rsplit("|", 2)
             if target not in self.targets:
                 continue
             similarity = 1.0 - float(distance)
-            hits.setdefault(target, []).append((similarity, str(meta["field"])))
+            hits.setdefault(target, []).append((similarity, field_name))
             if target not in best or similarity > best[target][0]:
-                best[target] = (similarity, str(meta["language"]), str(meta["field"]))
+                best[target] = (similarity, language, field_name)
         return best, hits
 
     def _lexical(self, terms: list[str], n: int) -> tuple[dict[str, tuple[float, str]], float]:

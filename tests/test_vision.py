@@ -272,3 +272,13 @@ def test_early_stopping_waits_until_the_learning_rate_has_come_down(epochs: int)
     settled = settled_epoch(epochs)
     assert rate_after[settled] <= 0.5e-3 < max(rate_after[e] for e in range(1, settled))
     assert rate_after[settled - 1] > 0.4e-3  # not much later than needed
+
+
+def test_patience_grows_with_the_run():
+    from vision.train import patience_for
+
+    assert patience_for(30) == 4  # the demo recipe: unchanged
+    assert patience_for(16) == 4
+    assert patience_for(60) == 8  # a fixed 4 ended a 60-epoch run at epoch 48
+    assert patience_for(100) == 13
+    assert patience_for(60, 2) == 2  # given explicitly, it is kept
