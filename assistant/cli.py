@@ -610,7 +610,7 @@ DEMO_PHOTOS_PER_CLASS = 600
 DEMO_TEST_PHOTOS_PER_CLASS = 100
 # From scratch on CPU within the setup's time, a ResNet-18 learns these photos better than a
 # ResNet-50 does (benchmarks/vision.py and docs/benchmarks.md have the figures)
-DEMO_ARCH, DEMO_EPOCHS = "resnet18", 30
+DEMO_ARCH = "resnet18"  # for KEFU_VISION_DEMO_EPOCHS epochs (30)
 
 
 def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
@@ -622,6 +622,7 @@ def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
     from vision.train import read_folder
 
     settings = get_settings()
+    epochs = settings.vision_demo_epochs
     data = settings.var_dir / "vision" / f"synth-v{VERSION}"
     for split, per_class, seed in (("train", DEMO_PHOTOS_PER_CLASS, 1), ("test", DEMO_TEST_PHOTOS_PER_CLASS, 2)):
         made = data / split / "dataset.json"
@@ -632,20 +633,20 @@ def vision_demo(echo=typer.echo) -> None:  # type: ignore[no-untyped-def]
         meta = json.loads(meta_path.read_text())
         recipe = meta.get("config", {})
         if (meta.get("training_data", {}).get("sha256") == read_folder(data / "train").digest()
-                and (recipe.get("arch"), recipe.get("epochs")) == (DEMO_ARCH, DEMO_EPOCHS)):
+                and (recipe.get("arch"), recipe.get("epochs")) == (DEMO_ARCH, epochs)):
             echo(f"defect classifier in {settings.vision_model_path} is up to date")
             return
     # an interrupted `make run` goes on from its last epoch; a checkpoint for other data starts over
     checkpoint = settings.vision_model_path / "checkpoint.pt"
     try:
-        vision_train(data=data / "train", out=None, arch=DEMO_ARCH, init=None, epochs=DEMO_EPOCHS, input_size=None,
+        vision_train(data=data / "train", out=None, arch=DEMO_ARCH, init=None, epochs=epochs, input_size=None,
                      batch_size=None, seed=0, resume=checkpoint.exists(), threads=None)
     except ValueError as error:
         if not checkpoint.exists():
             raise
         echo(f"{error}: starting over")
         checkpoint.unlink()
-        vision_train(data=data / "train", out=None, arch=DEMO_ARCH, init=None, epochs=DEMO_EPOCHS, input_size=None,
+        vision_train(data=data / "train", out=None, arch=DEMO_ARCH, init=None, epochs=epochs, input_size=None,
                      batch_size=None, seed=0, resume=False, threads=None)
     vision_evaluate(data=data / "test", model=None, report=settings.var_dir / "reports" / "vision")
 
