@@ -204,7 +204,8 @@ def kb_calibrate(if_missing: bool = typer.Option(False, help="skip when a calibr
 
     settings = get_settings()
     existing = ConfidenceModel.load(settings.kb_model_dir)
-    embedders = make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model)
+    embedders = make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model,
+                               onnx_dir=settings.kb_model_dir)
     if if_missing and existing and existing.meta.get("embedding_model") == embedders.name:
         typer.echo(f"retrieval confidence model in {settings.kb_model_dir} exists")
         return

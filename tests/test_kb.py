@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -162,6 +163,25 @@ def test_hybrid_search_finds_the_entry(kb, question, language, key):
     result = kb.search(question, language)
     assert result.passages[0].key == key
     assert result.passages[0].faq_id is not None and result.passages[0].language == language
+
+
+def test_the_knowledge_base_embeds_english_through_onnx_with_pytorchs_vectors(kb, tmp_path):
+    """The packaged MiniLM runs through ONNX Runtime (exported once into the models directory):
+    the same vectors as PyTorch's, one text or a padded batch, and the export is reused."""
+    from knowledge_base.embeddings import Embedder
+
+    english = kb.embedders.for_language("en")
+    assert english.onnx is not None, "the knowledge base should search English through ONNX Runtime"
+    exported = sorted(kb.settings.kb_model_dir.glob("minilm-*.onnx"))
+    assert len(exported) == 1
+    texts = ["where is my parcel", "Can I return a pair of shoes I wore once outside? They were 299 yuan.",
+             "x", "gift wrap"]
+    reference = english.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(english.encode(texts) - reference).max() < 1e-4  # a padded batch
+    assert np.abs(english.encode_one(texts[1]) - reference[1]).max() < 1e-4
+    again = Embedder(onnx_dir=kb.settings.kb_model_dir)
+    assert again.onnx is not None and sorted(kb.settings.kb_model_dir.glob("minilm-*.onnx")) == exported
+    assert Embedder(onnx_dir=None).onnx is None
 
 
 def test_each_language_has_a_dense_model_that_reads_it(kb):
