@@ -24,7 +24,7 @@ run: setup
 	$(VENV)/bin/honcho start -f Procfile
 
 # The tests' defect classifier: the demo recipe with 10 epochs instead of 30, kept apart from the
-# demo's (a CPU without bfloat16 takes about 100 s per epoch; the tests exercise the photo dialog,
+# demo's (a CPU without bfloat16 takes about 120 s per epoch; the tests exercise the photo dialog,
 # not the model's accuracy, which benchmarks/vision.py and `kefu setup`'s report measure)
 test: export KEFU_VISION_MODEL_DIR ?= $(KEFU_VAR_DIR)/models/vision-quick
 test: export KEFU_VISION_DEMO_EPOCHS ?= 10

@@ -7,6 +7,9 @@ benchmarks/data/kb_queries.jsonl twice in hybrid mode, alternating the packaged 
 ONNX Runtime and PyTorch (one thread, as the knowledge-base server runs). Prints p50 per language
 and backend and whether the top results agree; writes benchmarks/results/kb_onnx.json.
 """
+
+from __future__ import annotations
+
 import json
 import statistics
 import sys
@@ -15,33 +18,49 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import torch; torch.set_num_threads(1)
-from benchmarks.kb import build, QUERIES
-from knowledge_base.confidence import calibrate
-from knowledge_base.evaluate import load_queries
-work = Path(tempfile.mkdtemp())
-kb, _, _ = build(100, work)
-conf = calibrate(kb.sessions, kb.embedders, work / "confidence"); conf.attach(kb.index)
-en = kb.embedders.for_language("en")
-onnx = en.onnx
-assert onnx is not None
-qs = load_queries(QUERIES)
-times = {"onnx": {"en": [], "zh": []}, "torch": {"en": [], "zh": []}}
-tops = {"onnx": [], "torch": []}
-for rep in range(2):
-    for q in qs:
-        for name in ("onnx", "torch"):
-            en.onnx = onnx if name == "onnx" else None
-            r = kb.index.search(q["text"], q["lang"], k=5, mode="hybrid")
-            times[name][q["lang"]].append(r.elapsed_ms)
-            if rep == 0:
-                tops[name].append(r.passages[0].key if r.passages else None)
-out = {n: {l: round(statistics.median(v), 2) for l, v in d.items()} for n, d in times.items()}
-same = sum(a == b for a, b in zip(tops["onnx"], tops["torch"]))
-print("| backend | p50 ms en | p50 ms zh |\n|---|---:|---:|")
-for name in ("onnx", "torch"):
-    print(f"| {name} | {out[name]['en']} | {out[name]['zh']} |")
-ratio = round(out["onnx"]["en"] / out["torch"]["en"], 3)
-print(f"English p50 ONNX/PyTorch x{ratio}; same top result for {same} of {len(qs)} queries")
-path = ROOT / "benchmarks" / "results" / "kb_onnx.json"
-path.write_text(json.dumps({"p50_ms": out, "en_ratio": ratio, "same_top": same, "queries": len(qs)}, indent=2))
+
+from benchmarks.kb import QUERIES, build  # noqa: E402
+from knowledge_base.confidence import calibrate  # noqa: E402
+from knowledge_base.evaluate import load_queries  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "kb_onnx.json"
+BACKENDS = ("onnx", "torch")
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one query at a time, as the knowledge-base server runs
+    with tempfile.TemporaryDirectory(prefix="kefu-kb-onnx-") as tmp:
+        work = Path(tmp)
+        kb, _, _ = build(100, work)
+        calibrate(kb.sessions, kb.embedders, work / "confidence").attach(kb.index)
+        english = kb.embedders.for_language("en")
+        onnx = english.onnx
+        if onnx is None:
+            raise SystemExit("the knowledge base did not load MiniLM through ONNX Runtime (see its warning)")
+        queries = load_queries(QUERIES)
+        times: dict[str, dict[str, list[float]]] = {name: {"en": [], "zh": []} for name in BACKENDS}
+        tops: dict[str, list[str | None]] = {name: [] for name in BACKENDS}
+        for round_no in range(2):
+            for query in queries:
+                for name in BACKENDS:
+                    english.onnx = onnx if name == "onnx" else None
+                    result = kb.index.search(query["text"], query["lang"], k=5, mode="hybrid")
+                    times[name][query["lang"]].append(result.elapsed_ms)
+                    if round_no == 0:
+                        tops[name].append(result.passages[0].key if result.passages else None)
+        english.onnx = onnx
+    p50 = {name: {lang: round(statistics.median(v), 2) for lang, v in by_lang.items()} for name, by_lang in times.items()}
+    same = sum(a == b for a, b in zip(tops["onnx"], tops["torch"]))
+    ratio = round(p50["onnx"]["en"] / p50["torch"]["en"], 3)
+    print("| backend | p50 ms en | p50 ms zh |\n|---|---:|---:|")
+    for name in BACKENDS:
+        print(f"| {name} | {p50[name]['en']} | {p50[name]['zh']} |")
+    print(f"English p50 ONNX/PyTorch x{ratio}; same top result for {same} of {len(queries)} queries")
+    RESULTS.write_text(json.dumps({"p50_ms": p50, "en_ratio": ratio, "same_top": same, "queries": len(queries)},
+                                  indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -77,7 +77,6 @@ class OnnxEncoder:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         example = model.tokenizer(["an example"], return_tensors="pt")
-        axes = {"batch": 0, "tokens": 1}
         names = ["input_ids", "attention_mask", "token_type_ids"]
         partial = path.with_suffix(f".{os.getpid()}.partial")
         with warnings.catch_warnings():

@@ -263,6 +263,7 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
     rng = random.Random(config.seed * 1000 + state["epoch"])
     bf16 = config.bf16 and _bf16_supported()
 
+    patience = patience_for(config.epochs, config.patience)
     val_images = images[val_index]
     val_gold = torch.from_numpy(targets[val_index])
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
@@ -300,7 +301,6 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
                     "config": asdict(config)}, checkpoint_path)
         log(f"epoch {epoch}: train loss {total / steps_per_epoch:.3f}, validation loss {val_loss:.3f}, "
             f"accuracy {val_accuracy:.3f}")
-        patience = patience_for(config.epochs, config.patience)
         if epoch >= settled_epoch(config.epochs) and epoch - state["best_epoch"] >= patience:
             log(f"validation loss has not improved for {patience} epochs: stopping early")
             break
