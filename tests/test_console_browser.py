@@ -114,10 +114,10 @@ def test_owner_publishes_a_chinese_faq_and_a_shopper_gets_it(stack, browser, con
 
 
 def test_owner_turns_an_unanswered_question_into_an_faq(stack, browser, console_users, output_dir):
-    # a shop question the demo FAQ does not answer and the intent model reads as `faq` with room to spare
-    # ("你们可以提供上门安装服务吗" was split between complaint 0.48 and faq 0.41 by a model trained on
-    # another CPU, and a complaint goes straight to a human without queueing the question)
-    question = "你们支持刻字定制吗"
+    # a shop question the demo FAQ does not answer and no other test publishes (the stack is shared: an
+    # engraving question failed in CI because tests/test_chat_e2e.py publishes an engraving FAQ first); the
+    # intent data has faq examples of service questions, so the intent model reads it as `faq`, not complaint
+    question = "你们可以提供上门安装服务吗"
     shopper = shopper_asks(browser, stack, question)
     assert "人工" in bot_texts(shopper)  # the bot does not know, and offers a human
     shopper.context.close()
@@ -132,9 +132,9 @@ def test_owner_turns_an_unanswered_question_into_an_faq(stack, browser, console_
     expect(page.locator("#f-answer_zh")).to_have_value("（请填写答案）")
     page.click("#publish")  # the placeholder answer is refused
     expect(page.locator("#faq-error")).to_contain_text("write the answer")
-    page.fill("#f-key", "engraving")
+    page.fill("#f-key", "home_installation")
     page.fill("#f-category", "service")
-    page.fill("#f-answer_zh", "保温杯、皮具和首饰支持免费刻字，下单时在备注里写上刻字内容，最多10个字。")
+    page.fill("#f-answer_zh", "大家电（空调、热水器、洗衣机）提供免费上门安装，签收后48小时内由师傅联系预约。")
     page.click("#publish")
     expect(page.locator(".title-row .badge")).to_have_text("已发布", timeout=15_000)
     page.screenshot(path=str(output_dir / "console-5-unanswered-became-faq.png"), full_page=True)
@@ -143,7 +143,7 @@ def test_owner_turns_an_unanswered_question_into_an_faq(stack, browser, console_
     page.close()
 
     again = shopper_asks(browser, stack, question)
-    expect(again.locator(".kefu-log .kefu-bot", has_text="免费刻字")).to_have_count(1)
+    expect(again.locator(".kefu-log .kefu-bot", has_text="免费上门安装")).to_have_count(1)
     again.context.close()
 
 
