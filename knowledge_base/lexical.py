@@ -125,6 +125,10 @@ class BM25Index:
         self.postings: dict[str, dict[int, int]] = {}
         self.doc_terms: list[tuple[str, ...]] = []
         self.total_length = 0
+        # what a search reads, as arrays built on first use after a change (building them from the
+        # dicts on every search was most of a query's time at 10,000 entries)
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # term -> (slots, term frequencies)
+        self._lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.slot)
@@ -141,6 +145,8 @@ class BM25Index:
         self.total_length += length
         for term, tf in terms.items():
             self.postings.setdefault(term, {})[slot] = tf
+            self._arrays.pop(term, None)
+        self._lengths = None
 
     def remove(self, doc_id: str) -> None:
         slot = self.slot.pop(doc_id, None)
@@ -152,9 +158,22 @@ class BM25Index:
         for term in self.doc_terms[slot]:
             posting = self.postings[term]
             posting.pop(slot, None)
+            self._arrays.pop(term, None)
             if not posting:
                 del self.postings[term]
         self.doc_terms[slot] = ()
+        self._lengths = None
+
+    def _posting_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        arrays = self._arrays.get(term)
+        if arrays is None:
+            posting = self.postings.get(term)
+            if not posting:
+                return None
+            arrays = (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                      np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
+            self._arrays[term] = arrays
+        return arrays
 
     def idf(self, term: str) -> float:
         df = len(self.postings.get(term, ()))
@@ -169,18 +188,23 @@ class BM25Index:
         if not terms or not self.slot:
             return [], 1.0
         scores = np.zeros(len(self.doc_ids), dtype=np.float32)
-        lengths = np.asarray(self.lengths, dtype=np.float32)
+        if self._lengths is None:
+            self._lengths = np.asarray(self.lengths, dtype=np.float32)
+        lengths = self._lengths
         avg = self.total_length / max(len(self.slot), 1)
         ceiling = 0.0
         for term, qtf in terms.items():
             idf = self.idf(term)
             ceiling += idf * qtf
-            posting = self.postings.get(term)
-            if not posting:
+            arrays = self._posting_arrays(term)
+            if arrays is None:
                 continue
-            slots = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
-            tf = np.fromiter(posting.values(), dtype=np.float32, count=len(posting))
+            slots, tf = arrays
             norm = self.k1 * (1 - self.b + self.b * lengths[slots] / avg)
             scores[slots] += qtf * idf * tf * (self.k1 + 1) / (tf + norm)
-        top = np.argsort(-scores)[:k]
+        if k < len(scores):  # the k best without sorting every document
+            top = np.argpartition(-scores, k)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+        else:
+            top = np.argsort(-scores, kind="stable")[:k]
         return [(self.doc_ids[i], float(scores[i])) for i in top if scores[i] > 0], max(ceiling, 1e-6)

@@ -131,6 +131,31 @@ def test_bm25_ranks_and_forgets_documents():
     assert len(index) == 2
 
 
+def test_bm25_after_edits_scores_as_an_index_built_fresh():
+    # searches keep arrays of the postings between calls: every add and remove must reach them
+    docs = {f"d{i}": f"{'退货 运费 发票 积分'.split()[i % 4]} 订单 {i} {'包邮' if i % 3 else '快递'}" for i in range(40)}
+    edited = BM25Index()
+    for doc_id, text in docs.items():
+        edited.add(doc_id, text)
+    queries = ["退货运费谁出", "发票 订单 7", "包邮快递", "积分"]
+    for query in queries:
+        edited.search(query, k=5)  # builds the cached arrays
+    for doc_id in ("d3", "d10", "d11"):
+        edited.remove(doc_id)
+        docs.pop(doc_id)
+    edited.add("d5", "积分 积分 兑换 包邮")  # re-added with other words
+    docs["d5"] = "积分 积分 兑换 包邮"
+    edited.add("new", "退货运费 包邮 发票")
+    docs["new"] = "退货运费 包邮 发票"
+    fresh = BM25Index()
+    for doc_id, text in docs.items():
+        fresh.add(doc_id, text)
+    for query in queries:
+        got, want = edited.search(query, k=50), fresh.search(query, k=50)
+        assert dict(got[0]) == pytest.approx(dict(want[0])) and got[1] == pytest.approx(want[1])
+        assert got[0][0][1] == want[0][0][1] and [s for _, s in got[0]] == sorted((s for _, s in got[0]), reverse=True)
+
+
 # ---------------------------------------------------------------- index, sync, confidence (real Chroma)
 
 @pytest.fixture(scope="module")
