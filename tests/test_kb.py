@@ -270,6 +270,26 @@ def test_rebuild_reuses_stored_vectors_and_drops_stale_ones(kb):
     assert names == {c.name for c in kb.index.collections.values()}
 
 
+def test_a_collection_built_with_another_hnsw_graph_is_rebuilt_with_the_current_one(kb, tmp_path):
+    from knowledge_base.index import HNSW, KnowledgeIndex, chroma_client, collection_name
+
+    client = chroma_client(tmp_path / "chroma")
+    model = kb.embedders.for_language("en")
+    old = client.create_collection(collection_name("kefu_kb", model.name), embedding_function=None,
+                                   configuration={"hnsw": {"space": "cosine", "ef_search": 100}})  # Chroma's graph
+    old.add(ids=["faq:1|en|q0"], embeddings=[[0.1] * model.dim],
+            metadatas=[{"target": "faq:1", "language": "en", "field": "q0", "digest": "x"}])
+    index = KnowledgeIndex(kb.embedders, client)
+    reopened = index.collection_for("en")
+    hnsw = reopened.configuration_json["hnsw"]
+    assert (hnsw["max_neighbors"], hnsw["ef_construction"]) == (HNSW["max_neighbors"], HNSW["ef_construction"])
+    assert reopened.count() == 0 and index.stored_digests() == {}  # the next rebuild embeds everything again
+    again = KnowledgeIndex(kb.embedders, client)  # a current collection is kept as it is
+    again.collection_for("en").add(ids=["faq:2|en|q0"], embeddings=[[0.1] * model.dim],
+                                   metadatas=[{"target": "faq:2", "language": "en", "field": "q0", "digest": "y"}])
+    assert KnowledgeIndex(kb.embedders, client).stored_digests() == {"faq:2": "y"}
+
+
 def test_answer_is_calibrated_and_unknown_questions_are_queued(kb, tmp_path):
     from knowledge_base.confidence import calibrate
 
