@@ -78,6 +78,28 @@ def test_a_defect_that_does_not_show_is_redrawn(monkeypatch: pytest.MonkeyPatch)
         synth.render("tear_or_hole", seed=1, product="cup")
 
 
+def test_a_photo_of_a_defect_has_the_defect_in_the_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    for label in synth.LABELS[:-1]:
+        for seed in range(4):
+            _, info = synth.render(label, seed=seed)
+            assert info["defect_pixels_in_frame"] >= synth.MIN_VISIBLE[label], (label, seed, info)
+    assert synth.render("no_visible_defect", seed=1)[1]["defect_pixels_in_frame"] == 0
+
+    cameras = []
+    real = synth._camera
+
+    def away_at_first(rng: np.random.Generator, size: int, focus: tuple[float, float]) -> synth.Camera:
+        camera = real(rng, size, focus)
+        cameras.append(camera)
+        if len(cameras) == 1:  # pointed 1,000 pixels off the canvas: only the empty background corner
+            return synth.Camera(0.0, [1, 0, 1000, 0, 1, 1000, 0, 0], camera.side, camera.zoom)
+        return camera
+
+    monkeypatch.setattr(synth, "_camera", away_at_first)
+    _, info = synth.render("scratch", seed=2)
+    assert len(cameras) == 2 and info["defect_pixels_in_frame"] >= synth.MIN_VISIBLE["scratch"]
+
+
 def test_generate_writes_an_image_folder_that_describes_itself(tmp_path: Path) -> None:
     description = synth.generate(tmp_path / "set", per_class=2, seed=4, size=64, workers=1)
     assert sorted(p.name for p in (tmp_path / "set").iterdir() if p.is_dir()) == sorted(synth.LABELS)
