@@ -107,6 +107,31 @@ def test_generate_writes_an_image_folder_that_describes_itself(tmp_path: Path) -
     assert json.loads((tmp_path / "set" / "dataset.json").read_text()) == description
     again = synth.generate(tmp_path / "again", per_class=2, seed=4, size=64, workers=2)
     assert again["sha256"] == description["sha256"]  # parallel drawing gives the same bytes
+    masks = synth.read_masks(tmp_path / "set")
+    assert masks is not None and sorted(masks) == sorted(
+        f"{p.parent.name}/{p.name}" for p in (tmp_path / "set").glob("*/*.jpg"))
+    for name, mask in masks.items():
+        assert mask.shape == (synth.MASK_SIZE, synth.MASK_SIZE)
+        assert (mask.max() == 0) == name.startswith("no_visible_defect/"), name
+    assert synth.read_masks(tmp_path) is None
+
+
+def test_augmented_views_move_the_defect_mask_with_the_photo() -> None:
+    import random
+
+    from vision.train import augment
+
+    image = np.full((96, 96, 3), 40, np.uint8)
+    image[10:40, 50:80] = 230  # the "defect": a bright patch in the top right
+    mask = np.zeros((64, 64), np.uint8)
+    mask[7:27, 33:53] = 255  # the same patch at the mask's scale
+    rng = random.Random(5)
+    for _ in range(20):
+        view, where = augment(image, 64, rng, mask)
+        assert view.shape == (64, 64, 3) and where is not None and where.shape == (16, 16)
+        bright = np.asarray(Image.fromarray(np.ascontiguousarray(view)).convert("L").resize((16, 16))) > 120
+        assert ((where > 127) == bright).mean() > 0.9
+    assert augment(image, 64, rng)[1] is None
 
 
 # -------------------------------------------------------------------------------------- bad photos
@@ -206,7 +231,11 @@ def test_train_save_load_gives_the_same_predictions(tiny_model) -> None:  # type
     assert len(meta["training_data"]["sha256"]) == 64 and meta["training_data"]["images"] == 36
     assert meta["temperature"] > 0 and 0.5 <= meta["unsure_threshold"] <= 0.99
     assert {"validation_accuracy", "ece_before", "ece_after", "coverage"} <= set(meta["metrics"])
+    assert meta["training_data"]["masks"] and meta["config"]["mask_weight"] > 0
     assert not (root / "model" / "checkpoint.pt").exists()
+    from safetensors.torch import load_file
+
+    assert not any("head" in key for key in load_file(root / "model" / "model.safetensors"))  # training only
     loaded = VisionModel.load(root / "model")
     images = [Image.open(p).convert("RGB") for p in sorted((root / "data" / "dent").glob("*.jpg"))]
     before = model.predict(images)

@@ -42,6 +42,8 @@ VERSION = 5
 # colour channel: thin lines need fewer pixels than a stain or a dent (judged on contact sheets)
 VISIBLE_CHANGE = 0.12
 MIN_VISIBLE = {"scratch": 50, "crack_or_broken": 50, "stain": 120, "tear_or_hole": 100, "dent": 120}
+MASKS = "masks.npz"  # where each generated photo's defect is, for training (vision.train: mask_weight)
+MASK_SIZE = 64
 CAMERA_TRIES = 10  # camera positions tried until the defect is in the frame
 DRAWS_PER_SCENE = 6  # defect draws tried on one product before another product is drawn
 SCENES_PER_PHOTO = 50
@@ -597,6 +599,14 @@ def _scene_with(label: str, product: str | None, rng: np.random.Generator) -> tu
 
 def render(label: str, seed: int, size: int = 256, product: str | None = None) -> tuple[Image.Image, dict]:
     """One photo of a product with ``label``'s defect (or none), and what was drawn."""
+    image, info, _ = render_with_mask(label, seed, size, product)
+    return image, info
+
+
+def render_with_mask(label: str, seed: int, size: int = 256,
+                     product: str | None = None) -> tuple[Image.Image, dict, Image.Image]:
+    """``render``'s photo and description, and where in the photo the defect shows: a greyscale
+    image of the photo's size, 255 on the defect (all 0 for ``no_visible_defect``)."""
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
     if product is not None and product not in PRODUCTS:
@@ -625,6 +635,7 @@ def render(label: str, seed: int, size: int = 256, product: str | None = None) -
     for _ in range(CAMERA_TRIES):  # a photo of a defect shows the defect: the camera tries again when it missed
         camera = _camera(rng, CANVAS, focus)
         in_frame = 0.0
+        seen = np.zeros((camera.side, camera.side), bool)
         if shows is None:
             break
         seen = np.asarray(camera.shoot(Image.fromarray(shows.astype(np.uint8) * 255), Image.BILINEAR)) >= 128
@@ -638,21 +649,23 @@ def render(label: str, seed: int, size: int = 256, product: str | None = None) -
     pixels = np.asarray(image, np.float32)
     pixels = pixels + rng.normal(0, rng.uniform(1, 6), pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    where = Image.fromarray(seen.astype(np.uint8) * 255).resize((size, size), Image.BILINEAR)
     return image, {"label": label, "product": product, "material": scene.material, "seed": seed,
-                   "defect_pixels_in_frame": round(in_frame)}
+                   "defect_pixels_in_frame": round(in_frame)}, where
 
 
-def _render_to(job: tuple[str, int, int, int, str]) -> str:
+def _render_to(job: tuple[str, int, int, int, str]) -> np.ndarray:
     label, seed, size, quality, path = job
-    image, _ = render(label, seed, size)
+    image, _, where = render_with_mask(label, seed, size)
     image.save(path, "JPEG", quality=quality)
-    return path
+    return np.asarray(where.resize((MASK_SIZE, MASK_SIZE), Image.BILINEAR))
 
 
 def generate(out: Path, per_class: int, seed: int = 0, size: int = 256, progress: bool = False,
              workers: int | None = None) -> dict:
     """Write an ImageFolder (``out/<label>/<n>.jpg``) with ``per_class`` photos of each label,
-    plus ``dataset.json`` describing it; the same seed gives the same bytes. Returns that description."""
+    where each photo's defect is (``masks.npz``, see ``read_masks``) and ``dataset.json``
+    describing it all; the same seed gives the same bytes. Returns that description."""
     import os
     import sys
     from multiprocessing import get_context
@@ -672,14 +685,27 @@ def generate(out: Path, per_class: int, seed: int = 0, size: int = 256, progress
                          str(out / label / f"{n:05d}.jpg")))
     workers = workers or min(len(os.sched_getaffinity(0)), 4)
     with get_context("spawn").Pool(workers) as pool:
-        for _ in tqdm(pool.imap(_render_to, jobs, chunksize=8), total=len(jobs), desc="drawing photos",
-                      unit="photo", file=sys.stderr, disable=not progress):
-            pass
+        masks = list(tqdm(pool.imap(_render_to, jobs, chunksize=8), total=len(jobs), desc="drawing photos",
+                          unit="photo", file=sys.stderr, disable=not progress))
+    names = [f"{job[0]}/{Path(job[4]).name}" for job in jobs]
+    stacked = np.stack(masks) if masks else np.zeros((0, MASK_SIZE, MASK_SIZE), np.uint8)
+    np.savez_compressed(out / MASKS, names=np.array(names), masks=stacked)
     digest = hashlib.sha256()
     for *_, path in jobs:
         digest.update(Path(path).read_bytes())
+    digest.update(stacked.tobytes())
     description = {"generator": "kefu.vision.synth", "version": VERSION, "seed": seed, "size": size,
                    "per_class": per_class, "counts": {label: per_class for label in LABELS},
-                   "sha256": digest.hexdigest()}
+                   "masks": {"file": MASKS, "size": MASK_SIZE}, "sha256": digest.hexdigest()}
     (out / "dataset.json").write_text(json.dumps(description, indent=2))
     return description
+
+
+def read_masks(root: Path) -> dict[str, np.ndarray] | None:
+    """The defect masks ``generate`` wrote for the photos under ``root``, by ``<label>/<file name>``
+    (uint8, ``MASK_SIZE`` square, 255 on the defect); None for a folder of other photos."""
+    path = root / MASKS
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        return dict(zip(saved["names"].tolist(), saved["masks"]))

@@ -6,6 +6,12 @@ jitter). Classes are weighted by inverse frequency, so a rare defect counts as m
 one. A stratified validation split decides early stopping, then the temperature (calibrated
 confidences) and the "unsure" threshold. A checkpoint after every epoch lets ``--resume`` go on
 after an interruption.
+
+Photos that ``vision.synth`` generated come with a mask of where their defect is. A small head on
+the network's third stage then learns, besides the photo's class, which of its cells show which
+defect (``mask_weight``): one label per photo says *that* a photo shows a crack, the mask says
+*where*, and the network learns from every cell instead of from one answer per photo. The head is
+for training only; the saved model is the plain classifier.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class TrainConfig:
     init: str | None = None
     pooling: str = "max"  # global max pooling finds small defects (see vision.model.use_pooling)
     bf16: bool = True  # mixed precision where the CPU has bfloat16 instructions (about 2x faster)
+    mask_weight: float = 0.5  # the defect-map loss's weight, for training data with masks (0: ignore them)
 
 
 @dataclass
@@ -136,28 +143,77 @@ def split(targets: list[int], fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.array(sorted(train)), np.array(sorted(val))
 
 
-def augment(image: np.ndarray, size: int, rng: random.Random) -> np.ndarray:
-    """One random view of an image (uint8 HWC) at ``size`` x ``size``."""
+def augment(image: np.ndarray, size: int, rng: random.Random,
+            mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One random view of an image (uint8 HWC) at ``size`` x ``size``, and of its defect mask
+    (uint8, any square size) moved the same way, at a quarter of ``size``."""
     pil = Image.fromarray(image)
+    where = Image.fromarray(mask) if mask is not None else None
     base = pil.width
     if rng.random() < 0.5:
         fill = tuple(int(v) for v in image.reshape(-1, 3).mean(0))
-        pil = pil.rotate(rng.uniform(-20, 20), resample=Image.BILINEAR, fillcolor=fill)
+        angle = rng.uniform(-20, 20)
+        pil = pil.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
+        where = where.rotate(angle, resample=Image.BILINEAR) if where is not None else None
     area = rng.uniform(0.75, 1.0) * base * base  # mild: a tighter crop could cut the defect out
     ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
     w = min(base, int(round(math.sqrt(area * ratio))))
     h = min(base, int(round(math.sqrt(area / ratio))))
     x, y = rng.randint(0, base - w), rng.randint(0, base - h)
     pil = pil.resize((size, size), Image.BILINEAR, box=(x, y, x + w, y + h))
+    if where is not None:
+        k = where.width / base
+        where = where.resize((size // 4, size // 4), Image.BILINEAR, box=(x * k, y * k, (x + w) * k, (y + h) * k))
     pil = ImageEnhance.Brightness(pil).enhance(rng.uniform(0.75, 1.25))
     pil = ImageEnhance.Contrast(pil).enhance(rng.uniform(0.75, 1.25))
     pil = ImageEnhance.Color(pil).enhance(rng.uniform(0.7, 1.3))
-    array = np.asarray(pil)
+    views = [np.asarray(pil)] + ([np.asarray(where)] if where is not None else [])
     if rng.random() < 0.5:
-        array = array[:, ::-1]
+        views = [v[:, ::-1] for v in views]
     if rng.random() < 0.5:
-        array = array[::-1]
-    return np.rot90(array, rng.randint(0, 3))
+        views = [v[::-1] for v in views]
+    turns = rng.randint(0, 3)
+    views = [np.rot90(v, turns) for v in views]
+    return views[0], (views[1] if where is not None else None)
+
+
+class DefectMap(torch.nn.Module):
+    """For training on photos with masks: which defect (or none, the last class) each cell of the
+    network's third stage shows."""
+
+    COVERED = 0.1  # a cell shows the defect when the defect covers this share of it
+
+    def __init__(self, channels: int, n_labels: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Sequential(torch.nn.Conv2d(channels, 128, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(128, n_labels + 1, 1))
+        weights = torch.ones(n_labels + 1)
+        weights[-1] = 0.3  # most cells show no defect
+        self.loss = torch.nn.CrossEntropyLoss(weight=weights)
+        self.background = n_labels
+
+    def forward(self, features: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``masks``: (B, h, w) coverage in [0, 1] at any resolution; ``targets``: the photos' classes."""
+        cover = torch.nn.functional.adaptive_avg_pool2d(masks[:, None], features.shape[-2:])[:, 0]
+        cells = torch.where(cover >= self.COVERED, targets[:, None, None], self.background)
+        return self.loss(self.head(features).float(), cells)
+
+
+def load_masks(folder: Folder, size: int = 64) -> np.ndarray | None:
+    """The defect masks of a generated folder (``vision.synth.read_masks``), one per image in
+    ``folder.files`` order: (N, size, size) uint8; None when the folder has none."""
+    from vision.synth import read_masks
+
+    saved = read_masks(folder.root)
+    if saved is None:
+        return None
+    out = np.zeros((len(folder.files), size, size), np.uint8)
+    for i, path in enumerate(folder.files):
+        mask = saved.get(f"{path.parent.name}/{path.name}")
+        if mask is None:
+            raise ValueError(f"{folder.root / 'masks.npz'} has no mask for {path}; generate the folder again")
+        out[i] = mask if mask.shape == (size, size) else np.asarray(Image.fromarray(mask).resize((size, size)))
+    return out
 
 
 def center(image: np.ndarray, size: int) -> np.ndarray:
@@ -237,12 +293,15 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
         raise ValueError("too few images for a validation split (at least 4 per class)")
     network = build(config.arch, folder.labels, config.init, config.pooling)
     network = network.to(memory_format=torch.channels_last)
+    masks = load_masks(folder) if config.mask_weight > 0 else None
+    defect_map = DefectMap(network.config.hidden_sizes[2], n_labels) if masks is not None else None
+    parameters = list(network.parameters()) + (list(defect_map.parameters()) if defect_map is not None else [])
     steps_per_epoch = math.ceil(len(train_index) / config.batch_size)
     if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=0.9,
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9,
                                                            nesterov=True, weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=WARM_UP,
                                                     total_steps=config.epochs * steps_per_epoch)
     loss_fn = torch.nn.CrossEntropyLoss(weight=_class_weights(targets[train_index], n_labels),
@@ -256,6 +315,8 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
         if saved["data_sha256"] != digest or saved["config"] != asdict(config):
             raise ValueError(f"{checkpoint_path} was made for other data or settings; train without --resume")
         network.load_state_dict(saved["model"])
+        if defect_map is not None:
+            defect_map.load_state_dict(saved["defect_map"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
@@ -269,21 +330,29 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         network.train()
+        if defect_map is not None:
+            defect_map.train()
         order = np.random.default_rng(config.seed * 7919 + epoch).permutation(train_index)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr)
         total = 0.0
         for step in bar:
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            batch = to_batch([augment(images[i], config.input_size, rng) for i in index])
-            batch = batch.contiguous(memory_format=torch.channels_last)
+            views = [augment(images[i], config.input_size, rng, masks[i] if masks is not None else None)
+                     for i in index]
+            batch = to_batch([image for image, _ in views]).contiguous(memory_format=torch.channels_last)
+            gold = torch.from_numpy(targets[index])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = network(pixel_values=batch).logits
-            loss = loss_fn(logits.float(), torch.from_numpy(targets[index]))
+                output = network(pixel_values=batch, output_hidden_states=defect_map is not None)
+                class_loss = loss_fn(output.logits.float(), gold)
+                loss = class_loss
+                if defect_map is not None:
+                    where = torch.from_numpy(np.stack([mask for _, mask in views]).astype(np.float32) / 255)
+                    loss = loss + config.mask_weight * defect_map(output.hidden_states[3], where, gold)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach())
+            total += float(class_loss.detach())  # the photos' classes only, comparable with or without masks
             bar.set_postfix(loss=f"{total / (step + 1):.3f}", refresh=False)
         bar.close()
         logits = torch.from_numpy(_evaluate(network, val_images, config.input_size, config.batch_size))
@@ -296,7 +365,8 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
                          best_state={k: v.detach().clone() for k, v in network.state_dict().items()})
         state["epoch"] = epoch
         state["seconds"] += time.perf_counter() - epoch_started
-        torch.save({"model": network.state_dict(), "optimizer": optimizer.state_dict(),
+        torch.save({"model": network.state_dict(),
+                    "defect_map": defect_map.state_dict() if defect_map is not None else None, "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "state": state, "data_sha256": digest,
                     "config": asdict(config)}, checkpoint_path)
         log(f"epoch {epoch}: train loss {total / steps_per_epoch:.3f}, validation loss {val_loss:.3f}, "
@@ -317,7 +387,8 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
         "labels": folder.labels, "input_size": config.input_size, "pooling": config.pooling, "mean": IMAGENET_MEAN.tolist(),
         "std": IMAGENET_STD.tolist(), "temperature": temperature, "unsure_threshold": threshold,
         "training_data": {"path": str(data), "sha256": digest, "images": len(folder.files), "counts": folder.counts,
-                          "train": int(len(train_index)), "validation": int(len(val_index))},
+                          "train": int(len(train_index)), "validation": int(len(val_index)),
+                          "masks": masks is not None},
         "config": asdict(config),
         "metrics": {"validation_accuracy": float((calibrated.argmax(1) == gold).mean()),
                     "validation_loss": state["best_loss"], "best_epoch": state["best_epoch"],
