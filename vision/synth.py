@@ -37,7 +37,7 @@ DEFECTS_ON: dict[str, tuple[str, ...]] = {
     "fabric": ("scratch", "stain", "tear_or_hole"),
 }
 CANVAS = 320  # drawn at this size, then the camera crops the centre
-VERSION = 7
+VERSION = 8
 # a defect shows when it changes at least this many canvas pixels by VISIBLE_CHANGE (of 1.0) in some
 # colour channel: thin lines need fewer pixels than a stain or a dent (judged on contact sheets); a
 # piece broken off needs more than a scratch (version 6's 50-pixel chips in a corner went unseen)
@@ -418,8 +418,8 @@ def tear_or_hole(rng: np.random.Generator, scene: Scene) -> None:
     size, s = scene.rgb.shape[0], _scale(scene)
     x, y = _spot(rng, scene)
     inside = np.float32(rng.uniform(0.03, 0.18))
-    if scene.material == "cardboard":
-        inside = np.array([0.85, 0.72, 0.5], np.float32) * rng.uniform(0.75, 1.0)
+    if scene.material == "cardboard":  # the box's shadowed inside, brown rather than black
+        inside = np.array([0.85, 0.72, 0.5], np.float32) * rng.uniform(0.12, 0.3)
     if rng.random() < 0.5:  # a hole: ragged outline
         radius = s * rng.uniform(0.08, 0.15)
         angles = np.sort(rng.uniform(0, 2 * math.pi, int(rng.integers(9, 16))))
