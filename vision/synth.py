@@ -37,7 +37,7 @@ DEFECTS_ON: dict[str, tuple[str, ...]] = {
     "fabric": ("scratch", "stain", "tear_or_hole"),
 }
 CANVAS = 320  # drawn at this size, then the camera crops the centre
-VERSION = 9
+VERSION = 8
 # a defect shows when it changes at least this many canvas pixels by VISIBLE_CHANGE (of 1.0) in some
 # colour channel: thin lines need fewer pixels than a stain or a dent (judged on contact sheets); a
 # piece broken off needs more than a scratch (version 6's 50-pixel chips in a corner went unseen)
@@ -226,19 +226,11 @@ def shoe_upper(rng: np.random.Generator, size: int = CANVAS) -> Scene:
         shade = shade - 0.18 * ((np.sin(xx * 2 * math.pi / period) * np.sin(yy * 2 * math.pi / period)) > 0.6)
     rgb = _shaded(mask, color, shade)
     rgb = rgb * (1 - sole[..., None]) + sole[..., None] * sole_color * (0.9 + 0.1 * shade[..., None])
-    # laces criss-cross between two rows of eyelets down the throat (version 8 drew four parallel
-    # bars, which pale laces on a red shoe made a set of scratches even to a person)
-    inner = [(x0 + w * (0.40 + 0.07 * i), y0 + h * (0.12 + 0.05 * i)) for i in range(4)]
-    outer = [(x0 + w * (0.47 + 0.07 * i), y0 + h * (0.34 + 0.05 * i)) for i in range(4)]
-    crossings = [(inner[0], outer[0])] + [pair for i in range(3) for pair in ((inner[i], outer[i + 1]),
-                                                                              (outer[i], inner[i + 1]))]
-    laces = _mask(size, lambda d: [d.line(list(pair), fill=255, width=3) for pair in crossings], 0.5)
-    eyelets = _mask(size, lambda d: [d.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=255)
-                                     for x, y in inner + outer], 0.3)
+    laces = _mask(size, lambda d: [d.line([(x0 + w * (0.42 + 0.06 * i), y0 + h * (0.1 + 0.06 * i)),
+                                           (x0 + w * (0.48 + 0.06 * i), y0 + h * (0.3 + 0.06 * i))],
+                                          fill=255, width=3) for i in range(4)], 0.5)
     lace_color = _color(rng, [(0.95, 0.95, 0.95), (0.1, 0.1, 0.1), (0.8, 0.2, 0.2)], 0.02)
-    rgb = rgb * (1 - eyelets[..., None]) + eyelets[..., None] * np.float32(0.25) * color
     rgb = rgb * (1 - laces[..., None]) + laces[..., None] * lace_color
-    laces = np.maximum(laces, eyelets)
     face = (mask > 0.95) & (sole < 0.05) & (laces < 0.05)
     return Scene("shoe_upper", np.clip(rgb, 0, 1), mask, face, (int(x0), int(y0), int(x1), int(y1)), material)
 
