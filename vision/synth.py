@@ -12,7 +12,7 @@ and stains but does not crack; a ceramic cup cracks but does not tear), and a ph
 with a defect only when the defect shows: a dark stain on a black shoe or a pale scratch on a white
 case changes almost no pixel, and a person labelling the photo would call it "no visible defect".
 Such a draw is redrawn (``MIN_VISIBLE``), and so is a camera that leaves the defect out of the
-frame (``CAMERA_TRIES``): 1% of version 4's scratch photos showed no scratch at all.
+frame (``CAMERA_TRIES``): one of a hundred version-4 scratch photos showed none of its scratch.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CANVAS = 320  # drawn at this size, then the camera crops the centre
 VERSION = 8
 # a defect shows when it changes at least this many canvas pixels by VISIBLE_CHANGE (of 1.0) in some
 # colour channel: thin lines need fewer pixels than a stain or a dent (judged on contact sheets); a
-# piece broken off needs more than a scratch (version 6's 50-pixel chips in a corner went unseen)
+# piece broken off needs more than a scratch (50-pixel chips far from the camera went unseen)
 VISIBLE_CHANGE = 0.12
 MIN_VISIBLE = {"scratch": 50, "crack_or_broken": 80, "stain": 120, "tear_or_hole": 100, "dent": 120}
 MASKS = "masks.npz"  # where each generated photo's defect is, for training (vision.train: mask_weight)
@@ -339,8 +339,8 @@ def scratch(rng: np.random.Generator, scene: Scene) -> None:
             strokes = np.maximum(strokes, 0.6 * _mask(size, lambda d: d.line(shifted, fill=255, width=1), 0.3))
     strokes *= scene.face
     # a scratch scrapes off the finish and shows paler material (a pulled thread is paler than the
-    # cloth); a dark line is how a crack looks, and version 5's dark scratches (a quarter of them)
-    # were the test photos most often called cracks
+    # cloth); a dark line is how a crack looks, and version 4's dark scratches (a quarter of them)
+    # were among the scratch photos its models called cracks
     target = np.clip(scene.rgb + rng.uniform(0.3, 0.45), 0, 1) if scene.material != "fabric" else \
         np.clip(scene.rgb * 0.55 + 0.35, 0, 1)
     scene.rgb = scene.rgb * (1 - strokes[..., None]) + strokes[..., None] * target
@@ -552,6 +552,23 @@ def _camera(rng: np.random.Generator, size: int, focus: tuple[float, float]) -> 
     return Camera(angle, _perspective_coeffs(target, corners), side, side / out)
 
 
+def _aim(rng: np.random.Generator, focus: tuple[float, float], shows: Array | None,
+         minimum: int) -> tuple[Camera, Array, float]:
+    """A camera aimed at ``focus``, where in its frame the defect drawn at ``shows`` is, and how
+    many canvas pixels of it (as ``MIN_VISIBLE`` counts them) the frame holds. A photo of a defect
+    shows the defect: the camera tries again, up to ``CAMERA_TRIES`` times, when it caught fewer
+    than ``minimum``."""
+    for _ in range(CAMERA_TRIES):
+        camera = _camera(rng, CANVAS, focus)
+        if shows is None:
+            return camera, np.zeros((camera.side, camera.side), bool), 0.0
+        seen = np.asarray(camera.shoot(Image.fromarray(shows.astype(np.uint8) * 255), Image.BILINEAR)) >= 128
+        in_frame = float(seen.sum()) / camera.zoom ** 2
+        if in_frame >= minimum:
+            break
+    return camera, seen, in_frame
+
+
 def _perspective_coeffs(target: list[tuple[float, float]], source: list[tuple[float, float]]) -> list[float]:
     rows = []
     for (x, y), (u, v) in zip(target, source):
@@ -638,16 +655,7 @@ def render_with_mask(label: str, seed: int, size: int = 256,
     cast = 1 + rng.normal(0, 0.05, 3).astype(np.float32)
     rgb = np.clip(rgb * light[..., None] * cast, 0, 1)
     image = Image.fromarray((rgb * 255).astype(np.uint8))
-    for _ in range(CAMERA_TRIES):  # a photo of a defect shows the defect: the camera tries again when it missed
-        camera = _camera(rng, CANVAS, focus)
-        in_frame = 0.0
-        seen = np.zeros((camera.side, camera.side), bool)
-        if shows is None:
-            break
-        seen = np.asarray(camera.shoot(Image.fromarray(shows.astype(np.uint8) * 255), Image.BILINEAR)) >= 128
-        in_frame = float(seen.sum()) / camera.zoom ** 2  # in canvas pixels, as MIN_VISIBLE counts them
-        if in_frame >= MIN_VISIBLE[label]:
-            break
+    camera, seen, in_frame = _aim(rng, focus, shows, MIN_VISIBLE.get(label, 0))
     image = camera.shoot(image)
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.0)))

@@ -181,6 +181,7 @@ class DefectMap(torch.nn.Module):
     """For training on photos with masks: which defect (or none, the last class) each cell of the
     network's third stage shows."""
 
+    STAGE = 2  # the third stage: hidden_sizes[STAGE] channels, hidden_states[STAGE + 1] (after the stem's)
     COVERED = 0.1  # a cell shows the defect when the defect covers this share of it
 
     def __init__(self, channels: int, n_labels: int) -> None:
@@ -192,28 +193,28 @@ class DefectMap(torch.nn.Module):
         self.loss = torch.nn.CrossEntropyLoss(weight=weights)
         self.background = n_labels
 
-    def forward(self, features: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``masks``: (B, h, w) coverage in [0, 1] at any resolution; ``targets``: the photos' classes."""
+    def forward(self, hidden_states: tuple[torch.Tensor, ...], masks: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+        """``hidden_states``: the ResNet's; ``masks``: (B, h, w) coverage in [0, 1] at any
+        resolution; ``targets``: the photos' classes."""
+        features = hidden_states[self.STAGE + 1]
         cover = torch.nn.functional.adaptive_avg_pool2d(masks[:, None], features.shape[-2:])[:, 0]
         cells = torch.where(cover >= self.COVERED, targets[:, None, None], self.background)
         return self.loss(self.head(features).float(), cells)
 
 
-def load_masks(folder: Folder, size: int = 64) -> np.ndarray | None:
+def load_masks(folder: Folder) -> np.ndarray | None:
     """The defect masks of a generated folder (``vision.synth.read_masks``), one per image in
-    ``folder.files`` order: (N, size, size) uint8; None when the folder has none."""
-    from vision.synth import read_masks
+    ``folder.files`` order: (N, MASK_SIZE, MASK_SIZE) uint8; None when the folder has none."""
+    from vision.synth import MASKS, read_masks
 
     saved = read_masks(folder.root)
     if saved is None:
         return None
-    out = np.zeros((len(folder.files), size, size), np.uint8)
-    for i, path in enumerate(folder.files):
-        mask = saved.get(f"{path.parent.name}/{path.name}")
-        if mask is None:
-            raise ValueError(f"{folder.root / 'masks.npz'} has no mask for {path}; generate the folder again")
-        out[i] = mask if mask.shape == (size, size) else np.asarray(Image.fromarray(mask).resize((size, size)))
-    return out
+    missing = [path for path in folder.files if f"{path.parent.name}/{path.name}" not in saved]
+    if missing:
+        raise ValueError(f"{folder.root / MASKS} has no mask for {missing[0]}; generate the folder again")
+    return np.stack([saved[f"{path.parent.name}/{path.name}"] for path in folder.files])
 
 
 def center(image: np.ndarray, size: int) -> np.ndarray:
@@ -294,7 +295,7 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
     network = build(config.arch, folder.labels, config.init, config.pooling)
     network = network.to(memory_format=torch.channels_last)
     masks = load_masks(folder) if config.mask_weight > 0 else None
-    defect_map = DefectMap(network.config.hidden_sizes[2], n_labels) if masks is not None else None
+    defect_map = DefectMap(network.config.hidden_sizes[DefectMap.STAGE], n_labels) if masks is not None else None
     parameters = list(network.parameters()) + (list(defect_map.parameters()) if defect_map is not None else [])
     steps_per_epoch = math.ceil(len(train_index) / config.batch_size)
     if config.optimizer == "sgd":
@@ -330,8 +331,6 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         network.train()
-        if defect_map is not None:
-            defect_map.train()
         order = np.random.default_rng(config.seed * 7919 + epoch).permutation(train_index)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", unit="batch", file=sys.stderr)
         total = 0.0
@@ -347,7 +346,7 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
                 loss = class_loss
                 if defect_map is not None:
                     where = torch.from_numpy(np.stack([mask for _, mask in views]).astype(np.float32) / 255)
-                    loss = loss + config.mask_weight * defect_map(output.hidden_states[3], where, gold)
+                    loss = loss + config.mask_weight * defect_map(output.hidden_states, where, gold)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -366,9 +365,9 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
         state["epoch"] = epoch
         state["seconds"] += time.perf_counter() - epoch_started
         torch.save({"model": network.state_dict(),
-                    "defect_map": defect_map.state_dict() if defect_map is not None else None, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "state": state, "data_sha256": digest,
-                    "config": asdict(config)}, checkpoint_path)
+                    "defect_map": defect_map.state_dict() if defect_map is not None else None,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state,
+                    "data_sha256": digest, "config": asdict(config)}, checkpoint_path)
         log(f"epoch {epoch}: train loss {total / steps_per_epoch:.3f}, validation loss {val_loss:.3f}, "
             f"accuracy {val_accuracy:.3f}")
         if epoch >= settled_epoch(config.epochs) and epoch - state["best_epoch"] >= patience:
