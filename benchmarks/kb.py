@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/kb.py                      # every size, every mode
     .venv/bin/python benchmarks/kb.py --sizes 100 --modes hybrid
+    KEFU_KB_EMBEDDING_MODEL=<dir> .venv/bin/python benchmarks/kb.py --sizes 100 --no-doc --results /tmp/kb.json
 
 The FAQ is the demo shop's (65 entries, zh + en) padded with generated product questions (material,
 care, size, warranty... of every catalog product type and style) up to each size. The queries are
@@ -163,6 +164,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where the JSON goes (a trial run can keep the recorded one)")
     args = parser.parse_args()
     import torch
 
@@ -194,8 +197,8 @@ def main() -> None:
                                               "max": round(max(latencies), 3), "rounds": len(latencies)}
             report["sizes"][str(size)] = row
             print_table(report)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if not args.no_doc:
         write_doc(report)
 

