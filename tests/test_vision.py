@@ -96,8 +96,27 @@ def test_a_photo_of_a_defect_has_the_defect_in_the_frame(monkeypatch: pytest.Mon
         return camera
 
     monkeypatch.setattr(synth, "_camera", away_at_first)
+    monkeypatch.setitem(synth.MIN_SHARE, "scratch", 0.0)  # in the frame is enough here
     _, info = synth.render("scratch", seed=2)
     assert len(cameras) == 2 and info["defect_pixels_in_frame"] >= synth.MIN_VISIBLE["scratch"]
+
+
+def test_a_defect_that_is_a_speck_of_the_photo_is_photographed_closer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(synth.MIN_SHARE, "scratch", 0.0)  # any camera that catches the scratch will do
+    _, first = synth.render("scratch", seed=2)
+    cameras = []
+    real = synth._camera
+
+    def counted(rng: np.random.Generator, size: int, focus: tuple[float, float]) -> synth.Camera:
+        cameras.append(1)
+        return real(rng, size, focus)
+
+    monkeypatch.setattr(synth, "_camera", counted)
+    monkeypatch.setitem(synth.MIN_SHARE, "scratch", 1.0)  # no camera frames it this big: the closest of all
+    _, closest = synth.render("scratch", seed=2)
+    assert len(cameras) == synth.CAMERA_TRIES
+    assert closest["defect_share"] >= first["defect_share"] > 0
+    assert closest["defect_pixels_in_frame"] >= synth.MIN_VISIBLE["scratch"]
 
 
 def test_generate_writes_an_image_folder_that_describes_itself(tmp_path: Path) -> None:
