@@ -119,6 +119,23 @@ def test_a_defect_that_is_a_speck_of_the_photo_is_photographed_closer(monkeypatc
     assert closest["defect_pixels_in_frame"] >= synth.MIN_VISIBLE["scratch"]
 
 
+def test_a_clean_photo_is_framed_like_a_photo_of_damage(monkeypatch: pytest.MonkeyPatch) -> None:
+    aimed = []
+    real = synth._aim
+
+    def recorded(rng, focus, shows, minimum, share):  # type: ignore[no-untyped-def]
+        aimed.append((int(shows.sum()), minimum, share))
+        return real(rng, focus, shows, minimum, share)
+
+    monkeypatch.setattr(synth, "_aim", recorded)
+    image, info, where = synth.render_with_mask("no_visible_defect", seed=3)
+    # the camera was aimed at a defect of a kind the product can have, which the photo does not show
+    (pixels, minimum, share), = aimed
+    assert pixels >= minimum > 0 and share > 0
+    assert info["defect_pixels_in_frame"] == 0 and info["defect_share"] == 0
+    assert not np.asarray(where).any()
+
+
 def test_generate_writes_an_image_folder_that_describes_itself(tmp_path: Path) -> None:
     description = synth.generate(tmp_path / "set", per_class=2, seed=4, size=64, workers=1)
     assert sorted(p.name for p in (tmp_path / "set").iterdir() if p.is_dir()) == sorted(synth.LABELS)

@@ -39,7 +39,7 @@ DEFECTS_ON: dict[str, tuple[str, ...]] = {
     "fabric": ("scratch", "stain", "tear_or_hole"),
 }
 CANVAS = 320  # drawn at this size, then the camera crops the centre
-VERSION = 9
+VERSION = 10
 # a defect shows when it changes at least this many canvas pixels by VISIBLE_CHANGE (of 1.0) in some
 # colour channel: thin lines need fewer pixels than a stain or a dent (judged on contact sheets); a
 # piece broken off needs more than a scratch (50-pixel chips far from the camera went unseen)
@@ -559,7 +559,7 @@ def _camera(rng: np.random.Generator, size: int, focus: tuple[float, float]) -> 
     return Camera(angle, _perspective_coeffs(target, corners), side, side / out)
 
 
-def _aim(rng: np.random.Generator, focus: tuple[float, float], shows: Array | None, minimum: int,
+def _aim(rng: np.random.Generator, focus: tuple[float, float], shows: Array, minimum: int,
          share: float = 0.0) -> tuple[Camera, Array, float]:
     """A camera aimed at ``focus``, where in its frame the defect drawn at ``shows`` is, and how
     many canvas pixels of it (as ``MIN_VISIBLE`` counts them) the frame holds. A photo of a defect
@@ -569,8 +569,6 @@ def _aim(rng: np.random.Generator, focus: tuple[float, float], shows: Array | No
     best: tuple[tuple[bool, float], Camera, Array, float] | None = None
     for _ in range(CAMERA_TRIES):
         camera = _camera(rng, CANVAS, focus)
-        if shows is None:
-            return camera, np.zeros((camera.side, camera.side), bool), 0.0
         seen = np.asarray(camera.shoot(Image.fromarray(shows.astype(np.uint8) * 255), Image.BILINEAR)) >= 128
         in_frame = float(seen.sum()) / camera.zoom ** 2
         score = (in_frame >= minimum, float(seen.mean()))
@@ -609,9 +607,12 @@ def _copy(scene: Scene) -> Scene:
                    spots=list(scene.spots))
 
 
-def _scene_with(label: str, product: str | None, rng: np.random.Generator) -> tuple[Scene, int, Array | None]:
-    """The product with its look-alikes and ``label``'s defect drawn where it shows, the index
-    in ``scene.spots`` of where the camera should look, and where the defect shows (None without one)."""
+def _scene_with(label: str, product: str | None, rng: np.random.Generator) -> tuple[Scene, tuple[float, float],
+                                                                                   Array, str]:
+    """The product with its look-alikes and ``label``'s defect drawn where it shows, where the camera
+    should look, where the defect shows, and the defect's kind. A clean photo is framed the way a
+    photo of damage is (else a close-up would tell the model "defect"): a defect of a kind the
+    product can have is drawn on a copy only to aim the camera at it, and the scene stays clean."""
     for _ in range(SCENES_PER_PHOTO):
         if product is None:
             candidates = [p for p in PRODUCTS if label == "no_visible_defect" or label in DEFECTS_ON[p]]
@@ -621,14 +622,14 @@ def _scene_with(label: str, product: str | None, rng: np.random.Generator) -> tu
         scene = DRAW_PRODUCT[chosen](rng, CANVAS)
         look_alikes(rng, scene)
         before = len(scene.spots)
-        if label == "no_visible_defect":
-            return scene, before, None
+        kind = label if label != "no_visible_defect" else str(rng.choice(DEFECTS_ON[chosen]))
         for _ in range(DRAWS_PER_SCENE):
             drawn = _copy(scene)
-            DRAW_DEFECT[label](rng, drawn)
+            DRAW_DEFECT[kind](rng, drawn)
             shows = changed(scene, drawn)
-            if shows.sum() >= MIN_VISIBLE[label]:
-                return drawn, before, shows
+            if shows.sum() >= MIN_VISIBLE[kind]:
+                focus = drawn.spots[before] if len(drawn.spots) > before else _spot(rng, drawn)
+                return (scene if label == "no_visible_defect" else drawn), focus, shows, kind
         # this product hides the defect whatever is drawn (a dark stain on a black case): another product
     raise RuntimeError(f"no visible {label} in {SCENES_PER_PHOTO} drawn scenes")  # a bug in the drawing code
 
@@ -650,9 +651,8 @@ def render_with_mask(label: str, seed: int, size: int = 256,
     if product is not None and label != "no_visible_defect" and label not in DEFECTS_ON[product]:
         raise ValueError(f"{label} is not drawn on a {product}")
     rng = np.random.default_rng(seed)
-    scene, before, shows = _scene_with(label, product, rng)
+    scene, focus, shows, kind = _scene_with(label, product, rng)
     product = scene.product
-    focus = scene.spots[before] if len(scene.spots) > before else _spot(rng, scene)
     canvas = background(rng, CANVAS)
     # the product's shadow on the surface
     shadow = np.asarray(Image.fromarray((scene.mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(8)),
@@ -668,7 +668,9 @@ def render_with_mask(label: str, seed: int, size: int = 256,
     cast = 1 + rng.normal(0, 0.05, 3).astype(np.float32)
     rgb = np.clip(rgb * light[..., None] * cast, 0, 1)
     image = Image.fromarray((rgb * 255).astype(np.uint8))
-    camera, seen, in_frame = _aim(rng, focus, shows, MIN_VISIBLE.get(label, 0), MIN_SHARE.get(label, 0.0))
+    camera, seen, in_frame = _aim(rng, focus, shows, MIN_VISIBLE[kind], MIN_SHARE[kind])
+    if label == "no_visible_defect":  # framed as if it were there; nothing is
+        seen, in_frame = np.zeros_like(seen), 0.0
     image = camera.shoot(image)
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.0)))
