@@ -560,7 +560,7 @@ def _camera(rng: np.random.Generator, size: int, focus: tuple[float, float]) -> 
 
 
 def _aim(rng: np.random.Generator, focus: tuple[float, float], shows: Array, minimum: int,
-         share: float = 0.0) -> tuple[Camera, Array, float]:
+         share: float) -> tuple[Camera, Array, float]:
     """A camera aimed at ``focus``, where in its frame the defect drawn at ``shows`` is, and how
     many canvas pixels of it (as ``MIN_VISIBLE`` counts them) the frame holds. A photo of a defect
     shows the defect: the camera tries again, up to ``CAMERA_TRIES`` times, when it caught fewer
