@@ -201,20 +201,52 @@ def kb_calibrate(if_missing: bool = typer.Option(False, help="skip when a calibr
     from assistant.commerce.db import session_factory
     from knowledge_base.confidence import ConfidenceModel, calibrate
     from knowledge_base.embeddings import make_embedders
+    from knowledge_base.tuning import english_model, kept_variants
 
     settings = get_settings()
     existing = ConfidenceModel.load(settings.kb_model_dir)
-    embedders = make_embedders(settings.kb_embedding_model, settings.kb_zh_embedding_model,
+    embedders = make_embedders(english_model(settings), settings.kb_zh_embedding_model,
                                onnx_dir=settings.kb_model_dir)
     if if_missing and existing and existing.meta.get("embedding_model") == embedders.name:
         typer.echo(f"retrieval confidence model in {settings.kb_model_dir} exists")
         return
-    model = calibrate(session_factory(settings.db_url), embedders, settings.kb_model_dir)
+    model = calibrate(session_factory(settings.db_url), embedders, settings.kb_model_dir,
+                      kept=kept_variants(settings))
     for name, metrics in model.meta["metrics"].items():
         typer.echo(f"{name:14s} {metrics['examples']:4d} questions: answers {metrics['answered_correctly']:.3f} of "
                    f"the answerable, refuses {metrics['refused_when_wrong_or_unanswerable']:.3f} of the rest "
                    f"(threshold {model.models[name]['threshold']:.3f})")
     typer.echo(f"saved to {settings.kb_model_dir / 'confidence.json'}")
+
+
+@kb_app.command("tune")
+def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 3)"),
+            force: bool = typer.Option(False, help="tune again even when the FAQ has not changed")) -> None:
+    """Tune the English embedding model on the published FAQ's question variants (a copy under
+    var/models/kb/tuned/; the knowledge base searches with it while KEFU_KB_TUNE is on). Run
+    `kefu kb calibrate` and `kefu kb reindex` after it (`kefu setup` does all three)."""
+    from dataclasses import replace
+
+    from assistant.commerce.db import session_factory
+    from knowledge_base.embeddings import DEFAULT_MODEL
+    from knowledge_base.sync import all_targets
+    from knowledge_base.tuning import TuneConfig, tune
+
+    _logging()
+    settings = get_settings()
+    if not settings.kb_tune:
+        typer.echo("KEFU_KB_TUNE is off: the knowledge base would not use a tuned model")
+        raise typer.Exit(1)
+    with session_factory(settings.db_url)() as session:
+        targets = all_targets(session)
+    config = replace(TuneConfig(), **({"epochs": epochs} if epochs else {}))
+    try:
+        meta = tune(targets, settings.kb_embedding_model or DEFAULT_MODEL, settings.kb_model_dir, config,
+                    force=force, log=typer.echo)
+    except ValueError as error:
+        typer.echo(str(error))
+        raise typer.Exit(1) from None
+    typer.echo(f"English searches use {settings.kb_model_dir / meta['path']}")
 
 
 @kb_app.command("search")
@@ -707,6 +739,8 @@ def setup(rasa: bool = typer.Option(True, help="also train the Rasa model (--no-
     ensure_demo_accounts()
     shop_export_lookups(out=None)
     nlu_train(data=None, out=None, validation=None, if_changed=True, epochs=None, augment=None, chinese="chars")
+    if get_settings().kb_tune:
+        kb_tune(epochs=None, force=False)
     kb_calibrate(if_missing=True)
     kb_reindex(force=False)
     forecast_train(out=None, epochs=None, window=None, stride=None, if_missing=True)

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # empty: the packaged all-MiniLM-L6-v2. Chinese has its own, since MiniLM cannot read it.
     kb_embedding_model: str = ""
     kb_zh_embedding_model: str = "multilingual-e5-small"
+    # search English with a copy of kb_embedding_model tuned on the FAQ's own question variants
+    # (`kefu kb tune`, run by `kefu setup`; knowledge_base.tuning), once one has been made
+    kb_tune: bool = True
     kb_responder: str = "extractive"  # extractive / t5 / openai
     kb_t5_model: str = ""  # path or hub name of a seq2seq model for the t5 responder
     llm_base_url: str = ""  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1

@@ -39,19 +39,20 @@ def resolve(model: str | None) -> str:
 
 
 class OnnxEncoder:
-    """The packaged MiniLM run by ONNX Runtime instead of PyTorch: one query (the knowledge base's
-    every search) in a third of the time on one thread, the same vectors (max difference about
-    1e-7). The graph is exported from the model's own weights once and kept in ``directory``."""
+    """A local sentence-transformers model with mean pooling (the packaged MiniLM, or one tuned on the
+    FAQ by ``knowledge_base.tuning``) run by ONNX Runtime instead of PyTorch: one query (the knowledge
+    base's every search) in a third of the time on one thread, the same vectors (max difference about
+    1e-7). The graph is exported from the model's own weights (``source``) once and kept in
+    ``directory``."""
 
-    def __init__(self, model: Any, directory: Path, threads: int = 1):
+    def __init__(self, model: Any, source: Path, directory: Path, threads: int = 1):
         import onnxruntime
 
         self.tokenizer = model.tokenizer
         self.max_length = int(model.max_seq_length or 256)
-        source = Path(resolve(None))
         weights = source / "model.safetensors"
         stamp = hashlib.sha256(f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}:{source}".encode()).hexdigest()[:16]
-        path = directory / f"minilm-{stamp}.onnx"
+        path = directory / f"{'minilm' if source == Path(resolve(None)) else source.name}-{stamp}.onnx"
         if not path.exists():
             self._export(model, path)
         options = onnxruntime.SessionOptions()
@@ -103,8 +104,9 @@ class OnnxEncoder:
 class Embedder:
     """Normalised float32 vectors; thread-safe (one encode at a time).
 
-    With ``onnx_dir`` the packaged MiniLM runs through ONNX Runtime (``OnnxEncoder``) once its
-    vectors are checked against PyTorch's; any other model, or a failed export, stays on PyTorch.
+    With ``onnx_dir`` a local model directory (the packaged MiniLM, a tuned copy of it) runs through
+    ONNX Runtime (``OnnxEncoder``) once its vectors are checked against PyTorch's; a hub name, another
+    pooling, or a failed export stays on PyTorch.
     """
 
     def __init__(self, model: str | None = None, batch_size: int = 64, onnx_dir: Path | None = None):
@@ -121,13 +123,13 @@ class Embedder:
         self.same_meaning_cosine = 0.85  # two questions this close ask the same thing
         self._lock = threading.Lock()
         self.onnx: OnnxEncoder | None = None
-        if onnx_dir is not None and self.name == DEFAULT_MODEL:
-            self.onnx = self._checked_onnx(onnx_dir)
+        if onnx_dir is not None and local and (Path(path) / "model.safetensors").exists():
+            self.onnx = self._checked_onnx(Path(path), onnx_dir)
 
-    def _checked_onnx(self, directory: Path) -> OnnxEncoder | None:
+    def _checked_onnx(self, source: Path, directory: Path) -> OnnxEncoder | None:
         probe = ["where is my parcel", "Can I return a jacket I wore once? It was 299 yuan.", "退货"]
         try:
-            encoder = OnnxEncoder(self.model, directory)
+            encoder = OnnxEncoder(self.model, source, directory)
             expected = self.model.encode(probe, normalize_embeddings=True, convert_to_numpy=True,
                                          show_progress_bar=False)
             if float(np.abs(encoder.encode(probe, self.batch_size) - expected).max()) < 1e-4:

@@ -375,7 +375,8 @@ class KnowledgeIndex:
                                                       ceiling, exact, orders))
                               for t in ranked[:RERANK_DEPTH]]
                 if self.reranker is not None:
-                    scored = sorted(zip(self.reranker.scores([f for _, f in candidates]), candidates),
+                    scored = sorted(zip(self.reranker.scores([f for _, f in candidates], language),
+                                        candidates),
                                     key=lambda pair: -pair[0])
                     rerank_scores = [score for score, _ in scored]
                     ranked = [t for _, (t, _) in scored] + ranked[RERANK_DEPTH:]

@@ -369,3 +369,18 @@ def test_patience_grows_with_the_run():
     assert patience_for(60) == 8  # a fixed 4 ended a 60-epoch run at epoch 48
     assert patience_for(100) == 13
     assert patience_for(60, 2) == 2  # given explicitly, it is kept
+
+
+def test_the_training_data_digest_covers_the_defect_masks(tmp_path: Path) -> None:
+    from vision.train import read_folder
+
+    synth.generate(tmp_path / "set", per_class=1, seed=4, size=64, workers=1)
+    before = read_folder(tmp_path / "set").digest()
+    synth.generate(tmp_path / "again", per_class=1, seed=4, size=64, workers=1)
+    assert read_folder(tmp_path / "again").digest() == before  # the same photos and masks drawn again
+    masks = synth.read_masks(tmp_path / "set")
+    assert masks is not None
+    moved = {name: np.roll(mask, 5, axis=1) for name, mask in masks.items()}
+    np.savez_compressed(tmp_path / "set" / synth.MASKS, names=np.array(sorted(moved)),
+                        masks=np.stack([moved[name] for name in sorted(moved)]))
+    assert read_folder(tmp_path / "set").digest() != before  # other masks: another training set

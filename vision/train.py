@@ -73,10 +73,18 @@ class Folder:
     counts: dict[str, int] = field(default_factory=dict)
 
     def digest(self) -> str:
+        """Of every image, its class and, when the folder has them, the defect masks training reads
+        (new masks for the same photos make a different training set)."""
+        from vision.synth import read_masks
+
         h = hashlib.sha256()
         for path, target in zip(self.files, self.targets):
             h.update(f"{self.labels[target]}/{path.name}\0".encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
+        masks = read_masks(self.root)  # their contents: the archive's bytes carry the time it was written
+        for name in sorted(masks or {}):
+            h.update(f"mask:{name}\0".encode())
+            h.update(np.ascontiguousarray(masks[name]).tobytes())
         return h.hexdigest()
 
 
