@@ -35,14 +35,19 @@ def ears() -> FasterWhisper:
 
 
 def heard(utterance: Utterance) -> str:
-    """faster-whisper's own decoding over 30 s windows, with its fallback to sampling when a
-    transcript repeats itself (compression ratio above 2.4): on an AVX2-only CPU, base at
-    temperature 0 heard an order total as "3266734555..." to the end of the window and lost the
-    words after it."""
-    segments, _ = ears()._model.transcribe(  # type: ignore[union-attr]
-        utterance.samples16k, language="en", beam_size=5, condition_on_previous_text=False,
-        temperature=(0.0, 0.2, 0.4, 0.6), compression_ratio_threshold=2.4)
-    return "".join(segment.text for segment in segments).strip()
+    """What the bot said, as the gateway's own Whisper path hears it; when that transcript repeats
+    itself (Whisper's loop: on an AVX2-only CPU, base heard an order total as "3266734555..." to the
+    end of its window and lost the words after it), decoded again without repeated trigrams. Both
+    passes are beam searches, so the ear hears the same thing every run."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    text = ears().transcribe(utterance.samples16k, language="en").text
+    if text and get_compression_ratio(text) > 2.4:  # faster-whisper's own test for a loop
+        segments, _ = ears()._model.transcribe(  # type: ignore[union-attr]
+            utterance.samples16k, language="en", beam_size=5, temperature=0.0, condition_on_previous_text=False,
+            no_repeat_ngram_size=3)
+        text = "".join(segment.text for segment in segments).strip()
+    return text
 
 
 def digits(text: str) -> str:
