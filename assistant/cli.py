@@ -225,6 +225,17 @@ def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 
     """Tune the English embedding model on the published FAQ's question variants (a copy under
     var/models/kb/tuned/; the knowledge base searches with it while KEFU_KB_TUNE is on). Run
     `kefu kb calibrate` and `kefu kb reindex` after it (`kefu setup` does all three)."""
+    _logging()
+    if not get_settings().kb_tune:
+        typer.echo("KEFU_KB_TUNE is off: the knowledge base would not use a tuned model")
+        raise typer.Exit(1)
+    if not _tune_kb(epochs, force):
+        raise typer.Exit(1)
+
+
+def _tune_kb(epochs: int | None, force: bool) -> bool:
+    """``kefu kb tune``'s work; False (said why) when the FAQ is too small to tune on, which
+    ``kefu setup`` lets pass: the knowledge base then searches with the untuned model."""
     from dataclasses import replace
 
     from assistant.commerce.db import session_factory
@@ -232,11 +243,7 @@ def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 
     from knowledge_base.sync import all_targets
     from knowledge_base.tuning import TuneConfig, tune
 
-    _logging()
     settings = get_settings()
-    if not settings.kb_tune:
-        typer.echo("KEFU_KB_TUNE is off: the knowledge base would not use a tuned model")
-        raise typer.Exit(1)
     with session_factory(settings.db_url)() as session:
         targets = all_targets(session)
     config = replace(TuneConfig(), **({"epochs": epochs} if epochs else {}))
@@ -245,8 +252,9 @@ def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 
                     force=force, log=typer.echo)
     except ValueError as error:
         typer.echo(str(error))
-        raise typer.Exit(1) from None
+        return False
     typer.echo(f"English searches use {settings.kb_model_dir / meta['path']}")
+    return True
 
 
 @kb_app.command("search")
@@ -740,7 +748,7 @@ def setup(rasa: bool = typer.Option(True, help="also train the Rasa model (--no-
     shop_export_lookups(out=None)
     nlu_train(data=None, out=None, validation=None, if_changed=True, epochs=None, augment=None, chinese="chars")
     if get_settings().kb_tune:
-        kb_tune(epochs=None, force=False)
+        _tune_kb(epochs=None, force=False)
     kb_calibrate(if_missing=True)
     kb_reindex(force=False)
     forecast_train(out=None, epochs=None, window=None, stride=None, if_missing=True)

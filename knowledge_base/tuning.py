@@ -148,25 +148,25 @@ def current(model_dir: Path) -> dict[str, Any] | None:
     return meta
 
 
-def english_model(settings: Any) -> str:
-    """The English embedding model the knowledge base uses: the configured one
-    (``KEFU_KB_EMBEDDING_MODEL``, empty for the packaged MiniLM), or its tuned copy when tuning is
-    on and one was made from it."""
-    base = settings.kb_embedding_model or DEFAULT_MODEL
+def in_use(settings: Any) -> dict[str, Any] | None:
+    """The tuned model the knowledge base searches English with: the current one, when tuning is on
+    and it was made from the configured base model (``KEFU_KB_EMBEDDING_MODEL``, empty for the
+    packaged MiniLM)."""
     meta = current(settings.kb_model_dir) if settings.kb_tune else None
-    if meta is None or meta.get("base") != base:
-        return settings.kb_embedding_model
-    return str(settings.kb_model_dir / meta["path"])
+    return meta if meta is not None and meta.get("base") == (settings.kb_embedding_model or DEFAULT_MODEL) else None
+
+
+def english_model(settings: Any) -> str:
+    """The English embedding model the knowledge base uses: the tuned copy in use, or the configured one."""
+    meta = in_use(settings)
+    return str(settings.kb_model_dir / meta["path"]) if meta else settings.kb_embedding_model
 
 
 def kept_variants(settings: Any) -> dict[str, int]:
     """Per language, how many leading question variants the model in use learned (calibration
     must not hold them out)."""
-    base = settings.kb_embedding_model or DEFAULT_MODEL
-    meta = current(settings.kb_model_dir) if settings.kb_tune else None
-    if meta is None or meta.get("base") != base:
-        return {}
-    return {meta["language"]: int(meta["config"]["variants"])}
+    meta = in_use(settings)
+    return {meta["language"]: int(meta["config"]["variants"])} if meta else {}
 
 
 def tune(targets: list[Any], base: str, model_dir: Path, config: TuneConfig | None = None, force: bool = False,

@@ -5,6 +5,7 @@ The real packaged MiniLM, tuned for one short epoch on part of the demo FAQ."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_tuning_learns_from_the_first_variants_and_the_answer_only():
 
 def test_batches_never_pair_two_texts_of_one_entry_against_each_other():
     grouped = {f"e{i}": [f"q{i}-{j}" for j in range(5)] for i in range(6)}
-    pairs = tuning.pairs_for_epoch(grouped, __import__("random").Random(0))
+    pairs = tuning.pairs_for_epoch(grouped, random.Random(0))
     batches = tuning.batches(pairs, size=4)
     assert sorted(p for b in batches for p in b) == sorted((a, b) for a, b, _ in pairs)  # every pair, once
     for batch in batches:
