@@ -178,7 +178,8 @@ def nlu_serve(model: Path = typer.Option(None, help="model directory"), port: in
     settings = get_settings()
     # Rasa's HTTP client keeps connections open for 15 s; were the server to close them first (uvicorn's
     # default is 5 s), a reused connection fails and Rasa falls back to an empty intent
-    uvicorn.run(create_app(model or settings.nlu_model_path, settings.nlu_threshold), host=settings.host,
+    questions = f"{settings.kb_url}/questions" if settings.nlu_faq_questions else None
+    uvicorn.run(create_app(model or settings.nlu_model_path, settings.nlu_threshold, questions), host=settings.host,
                 port=port or settings.nlu_port, log_level="warning", timeout_keep_alive=75)
 
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # NLU: below this calibrated confidence the parse becomes nlu_fallback
     nlu_threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: the model's calibrated one
     nlu_model_dir: Path | None = None
+    # a message repeating a published FAQ question word for word parses as faq (nlu.curated); the NLU
+    # server asks the knowledge base (kb_url) for the questions
+    nlu_faq_questions: bool = True
 
     # knowledge base: the index process, Chroma, the embedding model and the responder
     kb_port: int = 5007

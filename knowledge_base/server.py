@@ -1,7 +1,8 @@
 """The knowledge-base process: the one owner of the search index (an embedded Chroma must have one).
 
 ``POST /answer`` is what the dialog's action calls; ``POST /search`` serves the console's preview and
-the evaluation; ``POST /sync`` applies pending FAQ changes at once (the poller does it within 0.2 s
+the evaluation; ``GET /questions`` lists the published FAQ questions for the NLU server (``since`` the
+change it last saw: ``changed: false`` and no list when nothing changed); ``POST /sync`` applies pending FAQ changes at once (the poller does it within 0.2 s
 anyway). Malformed requests get a 400 that says what is wrong; the index never sees them.
 """
 
@@ -76,6 +77,14 @@ def create_app(settings: Settings, kb: KnowledgeBase | None = None) -> FastAPI:
         body = AnswerRequest.model_validate_json(await request.body())
         return await to_thread.run_sync(lambda: state["kb"].answer(body.text, body.language, body.slots,
                                                                    body.reason, body.record))
+
+    @app.get("/questions")
+    async def questions(since: int | None = None) -> dict:
+        knowledge = state["kb"]
+        last_change = knowledge.sync.last_change  # read first: a change applied meanwhile is listed again next time
+        if since is not None and since == last_change:
+            return {"last_change": last_change, "changed": False}
+        return {"last_change": last_change, "changed": True, "questions": knowledge.questions()}
 
     @app.post("/sync")
     async def sync() -> dict:

@@ -69,6 +69,13 @@ class KnowledgeBase:
     def search(self, text: str, language: str | None = None, k: int = 5, mode: str = "hybrid") -> SearchResult:
         return self.index.search(text, self.language(text, language), k=k, mode=mode)
 
+    def questions(self) -> list[dict[str, str]]:
+        """Every published FAQ question variant, as indexed: what the NLU server matches word for word
+        (``nlu.curated``)."""
+        return [{"text": q, "language": lang, "key": target.key}
+                for target in list(self.index.targets.values()) if target.kind == "faq"
+                for lang, questions in target.questions.items() for q in questions]
+
     def policy_terms(self) -> list[str]:
         return sorted({tag for target in list(self.index.targets.values()) for tag in target.tags})
 

@@ -6,6 +6,7 @@ import json
 import re
 
 from nlu.classifier import IntentModel
+from nlu.curated import FAQ_INTENT, CuratedQuestions
 from nlu.entities import EntityExtractor
 from nlu.tagger import merge
 from nlu.types import FALLBACK_INTENT, Entity, IntentScore, ParseResult
@@ -47,11 +48,16 @@ def parse_postback(text: str, known_intents: set[str] | None = None) -> ParseRes
 
 
 class MessageParser:
-    def __init__(self, model: IntentModel, threshold: float | None = None) -> None:
+    """``curated``: the merchant's published FAQ questions (``nlu.curated``); a message that repeats
+    one is ``faq`` with confidence 1, the model's ranking after it (models without ``faq`` ignore them)."""
+
+    def __init__(self, model: IntentModel, threshold: float | None = None,
+                 curated: CuratedQuestions | None = None) -> None:
         self.model = model
         self.threshold = model.threshold if threshold is None else threshold
         self.entities = EntityExtractor(model.meta.get("lookups", {}))
         self.intents = set(model.labels) | {FALLBACK_INTENT}
+        self.curated = curated if FAQ_INTENT in self.intents else None
 
     def parse(self, text: str) -> ParseResult:
         postback = parse_postback(text, self.intents)
@@ -70,6 +76,9 @@ class MessageParser:
                 # Rasa's FallbackClassifier convention: nlu_fallback first, the rest still ranked
                 top = IntentScore(FALLBACK_INTENT, top.confidence)
                 ranking = [top] + ranking
+            if self.curated is not None and self.curated.match(text) is not None:
+                top = IntentScore(FAQ_INTENT, 1.0)
+                ranking = [top] + [score for score in ranking if score.name not in (FAQ_INTENT, FALLBACK_INTENT)]
             results.append(ParseResult(text=text, intent=top, entities=self.extract_entities(text),
                                        intent_ranking=ranking))
         return results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from contextlib import asynccontextmanager
@@ -12,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from nlu.classifier import IntentModel
+from nlu.curated import CuratedQuestions, QuestionFeed
 from nlu.parser import MessageParser, fallback_parse
 
 log = logging.getLogger("kefu.nlu")
@@ -40,14 +43,25 @@ async def _bad_request(request: Request, error: ValidationError) -> JSONResponse
         "error": "invalid_request", "message": f"expected a UTF-8 JSON body like {expected} ({problems})"})
 
 
-def create_app(model_dir: Path, threshold: float | None = None) -> FastAPI:
+def create_app(model_dir: Path, threshold: float | None = None, questions_url: str | None = None,
+               questions_interval: float = 0.5) -> FastAPI:
+    """``questions_url``: the knowledge base's ``GET /questions``; messages that repeat a published FAQ
+    question word for word then parse as ``faq`` (``nlu.curated``). None: the intent model alone."""
     state: dict[str, MessageParser] = {}
+    curated = CuratedQuestions()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        state["parser"] = MessageParser(IntentModel.load(model_dir), threshold)
+        state["parser"] = MessageParser(IntentModel.load(model_dir), threshold, curated)
         log.info("intent model loaded from %s (%d intents)", model_dir, len(state["parser"].model.labels))
+        feed = None
+        if questions_url and state["parser"].curated is not None:
+            feed = asyncio.create_task(QuestionFeed(questions_url, curated, questions_interval).run())
         yield
+        if feed is not None:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
 
     app = FastAPI(title="kefu NLU", lifespan=lifespan)
     app.add_exception_handler(ValidationError, _bad_request)  # request bodies are validated in the routes
@@ -75,6 +89,8 @@ def create_app(model_dir: Path, threshold: float | None = None) -> FastAPI:
     async def status() -> dict:
         meta = state["parser"].model.meta
         return {"version": meta["version"], "labels": meta["labels"], "metrics": meta["metrics"],
-                "data_sha256": meta["data_sha256"], "threshold": state["parser"].threshold}
+                "data_sha256": meta["data_sha256"], "threshold": state["parser"].threshold,
+                "curated_questions": {"count": len(curated), "knowledge_base_change": curated.version,
+                                      "source": questions_url}}
 
     return app

@@ -466,6 +466,62 @@ def test_server_answers_and_rejects_malformed_requests(kb):
         assert client.get("/health").json()["passages"] == len(kb.index)
 
 
+def test_a_published_question_reaches_the_nlu_server_and_an_unpublished_one_leaves_it(kb, tmp_path_factory):
+    """The real knowledge-base server's GET /questions, polled by the real NLU server (nlu.curated)."""
+    import socket
+
+    import uvicorn
+
+    from knowledge_base.server import create_app as kb_app
+    from nlu.server import create_app as nlu_app
+    from tests.test_nlu_curated import train_faq_model
+
+    with TestClient(kb_app(kb.settings, kb=kb)) as client:
+        first = client.get("/questions").json()
+        assert first["changed"] and first["last_change"] == kb.sync.last_change
+        assert {"text": "运费多少", "language": "zh", "key": "shipping_fee"} in first["questions"]
+        assert {"text": "do you ship to Hong Kong", "language": "en", "key": "delivery_area"} in first["questions"]
+        assert client.get("/questions", params={"since": first["last_change"]}).json() == {
+            "last_change": first["last_change"], "changed": False}
+        assert client.get("/questions", params={"since": "x"}).status_code == 400
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(kb_app(kb.settings, kb=kb), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    model_dir = train_faq_model(tmp_path_factory.mktemp("nlu-faq"))
+    question = "你们能给钱包刻字吗"
+
+    def intent_within(client: TestClient, wanted: bool, timeout: float = 5.0) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if (client.post("/model/parse", json={"text": question}).json()["intent"]["name"] == "faq") == wanted:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"{question!r} {'never' if wanted else 'still'} parsed as faq after {timeout} s")
+
+    try:
+        with TestClient(nlu_app(model_dir, threshold=0.0, questions_url=f"http://127.0.0.1:{port}/questions",
+                                questions_interval=0.1)) as nlu:
+            assert nlu.post("/model/parse", json={"text": question}).json()["intent"]["name"] != "faq"
+            with kb.sessions() as session:
+                new = faq.create(session, entry(key="wallet_engraving", status="published", questions_zh=[question],
+                                                questions_en=["can you engrave a wallet"]), author="alice")
+                session.commit()
+                faq_id = new.id
+            intent_within(nlu, True)
+            assert nlu.get("/status").json()["curated_questions"]["knowledge_base_change"] == kb.sync.last_change
+            with kb.sessions() as session:
+                faq.set_status(session, faq_id, "draft", author="alice")
+                session.commit()
+            intent_within(nlu, False)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 # ---------------------------------------------------------------- the admin API on the gateway
 
 def test_admin_api_curates_faqs_with_versions_and_the_inbox(tmp_path):
