@@ -4,9 +4,16 @@ goes to the knowledge base, whatever the intent model makes of it.
 The intent model learns only from its training data, so a topic a merchant adds to the FAQ (gift
 cards, engraving, installation) reaches the knowledge base only if the model already reads such
 questions as ``faq``; "你们有礼品卡吗" had been read as a promotion question and answered with a
-coupon. The merchant's own wording is the one case where nothing needs guessing: after the unanswered
-question becomes an FAQ entry, the next shopper who asks it the same way gets the answer. Matching is
-on the words alone: case, width (全角), spaces and punctuation do not count.
+coupon, an installation question as a complaint. The merchant's own wording is the one case where
+nothing needs guessing: after the unanswered question becomes an FAQ entry, the next shopper who asks
+it the same way gets the answer. Matching is on the words alone: case, width (全角), spaces and
+punctuation do not count.
+
+The FAQ also holds questions that start a flow: the demo FAQ answers "杯子碎了" and "where is my
+refund" in general, while the dialog opens a claim for the broken cup and looks up this shopper's
+refund. So the merchant's wording decides only where the model's reading merely answers a question
+(``ANSWERING_INTENTS``) or where the model is unsure (below ``sure``); a confident ``report_defect``
+keeps its flow.
 
 The knowledge-base process serves its published questions at ``GET /questions``;
 :class:`QuestionFeed` polls it (cheaply: ``since`` the last change it saw) and keeps
@@ -24,6 +31,11 @@ import httpx
 log = logging.getLogger("kefu.nlu")
 
 FAQ_INTENT = "faq"
+# intents whose replies only answer a question (nothing is ordered, claimed or handed over): a published
+# FAQ question outranks them at any confidence
+ANSWERING_INTENTS = frozenset({"nlu_fallback", "out_of_scope", FAQ_INTENT, "ask_promotion", "product_search",
+                               "product_question"})
+SURE = 0.9  # a model this confident of any other intent keeps it
 MIN_CHARS = 2  # a question of one letter or digit (or only punctuation) is never matched
 
 
@@ -36,9 +48,10 @@ def normalise(text: str) -> str:
 class CuratedQuestions:
     """Normalised published questions -> the FAQ entry they belong to."""
 
-    def __init__(self) -> None:
+    def __init__(self, sure: float = SURE) -> None:
         self._keys: dict[str, str] = {}
         self.version: int | None = None  # the knowledge base's last change these reflect
+        self.sure = sure
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -56,6 +69,10 @@ class CuratedQuestions:
     def match(self, text: str) -> str | None:
         """The FAQ key of the published question this message repeats, else None."""
         return self._keys.get(normalise(text))
+
+    def overrides(self, intent: str, confidence: float) -> bool:
+        """Whether a published question outranks the model's reading (``intent`` at ``confidence``)."""
+        return intent in ANSWERING_INTENTS or confidence < self.sure
 
 
 class QuestionFeed:

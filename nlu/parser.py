@@ -49,7 +49,8 @@ def parse_postback(text: str, known_intents: set[str] | None = None) -> ParseRes
 
 class MessageParser:
     """``curated``: the merchant's published FAQ questions (``nlu.curated``); a message that repeats
-    one is ``faq`` with confidence 1, the model's ranking after it (models without ``faq`` ignore them)."""
+    one is ``faq`` with confidence 1, the model's ranking after it, unless the model is sure of an
+    intent that starts a flow (models without ``faq`` ignore them)."""
 
     def __init__(self, model: IntentModel, threshold: float | None = None,
                  curated: CuratedQuestions | None = None) -> None:
@@ -71,12 +72,13 @@ class MessageParser:
         for text, row in zip(texts, probabilities):
             order = row.argsort()[::-1][:RANKING_LENGTH]
             ranking = [IntentScore(self.model.labels[i], round(float(row[i]), 6)) for i in order]
-            top = ranking[0]
+            top = model_top = ranking[0]
             if top.confidence < self.threshold:
                 # Rasa's FallbackClassifier convention: nlu_fallback first, the rest still ranked
                 top = IntentScore(FALLBACK_INTENT, top.confidence)
                 ranking = [top] + ranking
-            if self.curated is not None and self.curated.match(text) is not None:
+            if (self.curated is not None and self.curated.overrides(model_top.name, model_top.confidence)
+                    and self.curated.match(text) is not None):
                 top = IntentScore(FAQ_INTENT, 1.0)
                 ranking = [top] + [score for score in ranking if score.name not in (FAQ_INTENT, FALLBACK_INTENT)]
             results.append(ParseResult(text=text, intent=top, entities=self.extract_entities(text),
