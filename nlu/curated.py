@@ -1,5 +1,5 @@
 """Questions the merchant wrote word for word: a message that repeats a published FAQ question
-goes to the knowledge base, whatever the intent model makes of it.
+goes to the knowledge base, unless the intent model is sure it starts a flow.
 
 The intent model learns only from its training data, so a topic a merchant adds to the FAQ (gift
 cards, engraving, installation) reaches the knowledge base only if the model already reads such
