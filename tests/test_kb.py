@@ -468,12 +468,11 @@ def test_server_answers_and_rejects_malformed_requests(kb):
 
 def test_a_published_question_reaches_the_nlu_server_and_an_unpublished_one_leaves_it(kb, tmp_path_factory):
     """The real knowledge-base server's GET /questions, polled by the real NLU server (nlu.curated)."""
-    import socket
-
     import uvicorn
 
     from knowledge_base.server import create_app as kb_app
     from nlu.server import create_app as nlu_app
+    from tests.stack import free_port
     from tests.test_nlu_curated import train_faq_model
 
     with TestClient(kb_app(kb.settings, kb=kb)) as client:
@@ -485,9 +484,7 @@ def test_a_published_question_reaches_the_nlu_server_and_an_unpublished_one_leav
             "last_change": first["last_change"], "changed": False}
         assert client.get("/questions", params={"since": "x"}).status_code == 400
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(kb_app(kb.settings, kb=kb), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -39,15 +39,20 @@ nlu:
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("nlu")
-    (directory / "data.yml").write_text(TINY)
+def train_small(directory: Path, rasa_yaml: str, epochs: int = 25, fasttext_epochs: int = 50) -> Path:
+    """A tiny intent model trained in seconds from ``rasa_yaml``, saved under ``directory / "model"``."""
+    (directory / "data.yml").write_text(rasa_yaml)
     training = data.load([directory / "data.yml"])
     model = classifier.train(training.examples, data_sha256=training.sha256, lookups=training.lookups,
-                             config=TrainConfig(epochs=25, fasttext_epochs=50, validation_fraction=0.0))
+                             config=TrainConfig(epochs=epochs, fasttext_epochs=fasttext_epochs,
+                                                validation_fraction=0.0))
     model.save(directory / "model")
     return directory / "model"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return train_small(tmp_path_factory.mktemp("nlu"), TINY)
 
 
 def test_rasa_annotations_are_stripped_with_offsets():
