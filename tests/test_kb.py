@@ -284,6 +284,10 @@ def test_a_collection_built_with_another_hnsw_graph_is_rebuilt_with_the_current_
     hnsw = reopened.configuration_json["hnsw"]
     assert (hnsw["max_neighbors"], hnsw["ef_construction"]) == (HNSW["max_neighbors"], HNSW["ef_construction"])
     assert reopened.count() == 0 and index.stored_digests() == {}  # the next rebuild embeds everything again
+    client.delete_collection(reopened.name)  # kefu before 2026-12-05: the same graph, searched with ef 200
+    client.create_collection(reopened.name, embedding_function=None, configuration={"hnsw": {**HNSW, "ef_search": 200}})
+    assert KnowledgeIndex(kb.embedders, client).collection_for("en").configuration_json["hnsw"]["ef_search"] == \
+        HNSW["ef_search"]
     again = KnowledgeIndex(kb.embedders, client)  # a current collection is kept as it is
     again.collection_for("en").add(ids=["faq:2|en|q0"], embeddings=[[0.1] * model.dim],
                                    metadatas=[{"target": "faq:2", "language": "en", "field": "q0", "digest": "y"}])

