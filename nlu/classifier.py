@@ -372,10 +372,19 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as corpus:
         corpus.write("\n".join(corpus_lines) + "\n")
         corpus.flush()
-        ft = fasttext.train_unsupervised(
-            corpus.name, model="skipgram", dim=config.embedding_dim, epoch=ft_epochs, lr=config.fasttext_lr,
-            minCount=1, minn=2, maxn=4, ws=4, bucket=config.fasttext_buckets, thread=1, verbose=0,  # one thread: reproducible
-        )
+        # fastText can stop with "Encountered NaN" (seen once, 2026-12-05, on the tests' 16-example corpus, in
+        # one full test run and in none of a dozen reruns): train the vectors again at half the rate
+        for attempt, lr in enumerate((config.fasttext_lr, config.fasttext_lr / 2)):
+            try:
+                ft = fasttext.train_unsupervised(
+                    corpus.name, model="skipgram", dim=config.embedding_dim, epoch=ft_epochs, lr=lr, minCount=1,
+                    minn=2, maxn=4, ws=4, bucket=config.fasttext_buckets, thread=1, verbose=0,  # one thread: reproducible
+                )
+                break
+            except RuntimeError as error:
+                if "NaN" not in str(error) or attempt:
+                    raise
+                log.warning("fastText vectors diverged (%s); training them again at learning rate %g", error, lr / 2)
     if progress:
         progress("fastText vectors", 1, 1, float("nan"))
     fasttext_seconds = time.perf_counter() - started

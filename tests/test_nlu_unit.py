@@ -248,3 +248,29 @@ def test_tagger_labels_decode_and_merge():
     found = [Entity("color", "黑色", 3, 5)]
     tagged = [Entity("color", "黑色的", 3, 6), Entity("product", "保温壶", 6, 9)]
     assert [e.value for e in tagger.merge(found, tagged)] == ["黑色", "保温壶"]
+
+
+def test_fasttext_vectors_that_diverge_are_trained_again_at_half_the_rate(tmp_path, monkeypatch, caplog):
+    import fasttext
+
+    real = fasttext.train_unsupervised
+    rates: list[float] = []
+
+    def diverges_once(path, **kwargs):  # type: ignore[no-untyped-def]
+        rates.append(kwargs["lr"])
+        if len(rates) == 1:
+            raise RuntimeError("Encountered NaN.")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(fasttext, "train_unsupervised", diverges_once)
+    (tmp_path / "once").mkdir()
+    (tmp_path / "twice").mkdir()
+    assert (train_small(tmp_path / "once", TINY, epochs=2, fasttext_epochs=5) / "fasttext.bin").exists()
+    assert rates == [TrainConfig().fasttext_lr, TrainConfig().fasttext_lr / 2] and "diverged" in caplog.text
+
+    def always_diverges(path, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Encountered NaN.")
+
+    monkeypatch.setattr(fasttext, "train_unsupervised", always_diverges)
+    with pytest.raises(RuntimeError, match="NaN"):
+        train_small(tmp_path / "twice", TINY, epochs=2, fasttext_epochs=5)
