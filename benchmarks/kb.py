@@ -267,8 +267,6 @@ def tuning_note(report: dict) -> str:
     tuned = report.get("tuning")
     if not tuned:
         return "The packaged models, untuned (`--no-tune`)."
-    if "base" in tuned:  # reports before Chinese could be tuned
-        tuned = {"en": tuned}
     parts = [f"{tuning.NAMES[language]}: {meta['base']} tuned on the {meta['entries']}-entry FAQ's first "
              f"{meta['config']['variants']} question variants and answers ({meta['config']['epochs']} epochs, "
              f"{meta['seconds']} s)" for language, meta in tuned.items()]

