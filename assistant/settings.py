@@ -94,8 +94,9 @@ class Settings(BaseSettings):
 
     # photos: the defect classifier and the limits on what shoppers may send
     vision_model_dir: Path | None = None  # None: var/models/vision
-    # epochs of the demo's defect classifier (`kefu setup`); `make test` trains a quicker one of its own
-    vision_demo_epochs: int = Field(30, ge=1, le=200)
+    # epochs of the demo's defect classifier (`kefu setup`; None: about an hour's worth, see
+    # assistant.cli.demo_epochs); `make test` trains a quicker one of its own
+    vision_demo_epochs: int | None = Field(None, ge=1, le=200)
     photos_dir: Path | None = None  # None: var/photos
     max_photo_bytes: int = 8 * 1024 * 1024
     max_photo_pixels: int = 40_000_000

@@ -262,7 +262,8 @@ def unsure_threshold(probs: np.ndarray, gold: np.ndarray, target: float, floor: 
                        "target_precision": target}
 
 
-def _bf16_supported() -> bool:
+def bf16_supported() -> bool:
+    """Whether this CPU trains in bfloat16 (AVX-512 BF16 or AMX): about twice as fast as float32."""
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:
@@ -331,7 +332,7 @@ def train(data: Path, out: Path, config: TrainConfig, resume: bool = False,
         state = saved["state"]
         log(f"resuming after epoch {state['epoch']} of {config.epochs}")
     rng = random.Random(config.seed * 1000 + state["epoch"])
-    bf16 = config.bf16 and _bf16_supported()
+    bf16 = config.bf16 and bf16_supported()
 
     patience = patience_for(config.epochs, config.patience)
     val_images = images[val_index]
