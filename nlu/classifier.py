@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ARTIFACT_VERSION = "kefu.intent.fasttext-bilstm.v2"
 TRAINING_RECIPE = 4  # bump when training changes in a way that should retrain existing models
 MAX_TOKENS = 64  # tokens per message the classifier looks at
+FASTTEXT_ATTEMPTS = 4  # fastText vectors trained again at half the rate when they diverge (see train)
 OUT_OF_SCOPE = "out_of_scope"
 
 Progress = Callable[[str, int, int, float], None]  # (stage, step, steps, loss)
@@ -374,8 +375,10 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
         corpus.flush()
         # fastText can stop with "Encountered NaN" (2026-12-05, the tests' 16-example corpus, one thread: in a
         # full test run and in 2 runs of it after tests/test_kb_e5.py, then in none of 5 reruns of that pair or
-        # alone; cause not found): train the vectors again at half the rate
-        for attempt, lr in enumerate((config.fasttext_lr, config.fasttext_lr / 2)):
+        # alone; in a later full run the retry at half the rate diverged too; cause not found): train the
+        # vectors again, each time at half the rate, up to FASTTEXT_ATTEMPTS times in all
+        rates = [config.fasttext_lr / 2 ** i for i in range(FASTTEXT_ATTEMPTS)]
+        for attempt, lr in enumerate(rates):
             try:
                 ft = fasttext.train_unsupervised(
                     corpus.name, model="skipgram", dim=config.embedding_dim, epoch=ft_epochs, lr=lr, minCount=1,
@@ -383,7 +386,7 @@ def train(examples: list[TrainingExample], *, data_sha256: str, lookups: dict[st
                 )
                 break
             except RuntimeError as error:
-                if "NaN" not in str(error) or attempt:
+                if "NaN" not in str(error) or attempt == len(rates) - 1:
                     raise
                 log.warning("fastText vectors diverged (%s); training them again at learning rate %g", error, lr / 2)
     if progress:
