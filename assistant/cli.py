@@ -670,7 +670,7 @@ def demo_epochs(settings) -> int:  # type: ignore[no-untyped-def]
     from vision.train import bf16_supported
 
     if settings.vision_demo_epochs:
-        return int(settings.vision_demo_epochs)
+        return settings.vision_demo_epochs
     return DEMO_EPOCHS["bfloat16" if bf16_supported() else "float32"]
 
 
