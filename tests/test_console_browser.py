@@ -205,7 +205,10 @@ def test_agent_takes_over_a_conversation_live_and_hands_it_back(stack, browser, 
     expect(shopper.locator(".kefu-status")).to_contain_text(AGENT[2])
 
     agent.fill("#agent-text", "您好，我是客服小王，订单我看到了，马上帮您催一下快递。")
+    agent.wait_for_timeout(1000)  # the take-over's queue push redraws the pane: the draft must survive it
+    expect(agent.locator("#agent-text")).to_have_value("您好，我是客服小王，订单我看到了，马上帮您催一下快递。")
     agent.click("#agent-send")
+    expect(agent.locator("#agent-text")).to_have_value("")  # sent, so the box is cleared
     reply = shopper.locator(".kefu-agent").last
     expect(reply).to_contain_text("马上帮您催一下快递", timeout=15_000)
     expect(reply.locator(".kefu-agent-name")).to_have_text(AGENT[2])

@@ -401,19 +401,30 @@
     }
 
     let current = null;
+    let drawing = 0;  // a take-over redraws twice (its own reply and the queue push): only the newest draw lands
     async function drawConversation() {
       if (!selected) return;
+      const generation = ++drawing;
       let data;
       try { data = await api("GET", `/api/admin/conversations/${selected}`); } catch (e) { failed(e); return; }
+      if (generation !== drawing) return;
       current = data.conversation;
       const transcript = el("div", { className: "transcript", id: "transcript" }, data.messages.map(messageNode));
       const mine = current.status === "agent" && current.agent_user_id === state.me.id;
+      const before = document.getElementById("agent-text");  // a redraw keeps what the agent was typing
       const input = el("textarea", { id: "agent-text", rows: 2, placeholder: t("reply_hint"), disabled: !mine });
+      if (before && mine) input.value = before.value;
+      const typing = before && mine && document.activeElement === before;
       const send = async (event) => {
         event.preventDefault();
-        const text = input.value.trim();
+        const box = document.getElementById("agent-text") || input;
+        const text = box.value.trim();
         if (!text) return;
-        try { await api("POST", `/api/admin/conversations/${selected}/messages`, { text }); input.value = ""; } catch (e) { failed(e); }
+        try {
+          await api("POST", `/api/admin/conversations/${selected}/messages`, { text });
+          const now = document.getElementById("agent-text");
+          if (now && now.value.trim() === text) now.value = "";
+        } catch (e) { failed(e); }
       };
       input.addEventListener("keydown", (event) => { if (event.key === "Enter" && !event.shiftKey) send(event); });
       const actions = el("div", { className: "actions" },
@@ -430,6 +441,7 @@
         transcript, el("form", { className: "reply", onsubmit: send }, input,
           el("button", { type: "submit", id: "agent-send", className: "primary", disabled: !mine, text: t("send") })), actions), orders);
       transcript.scrollTop = transcript.scrollHeight;
+      if (typing) input.focus();
     }
 
     const listener = (event) => {
