@@ -34,9 +34,9 @@ E5_NAMES = (E5_MODEL, E5_ONNX_NAME, "intfloat/multilingual-e5-small-q4")  # conf
 MPNET_MODEL = "all-mpnet-base-v2"  # packaged in pieces (``packaged_mpnet``)
 MPNET_NAMES = (MPNET_MODEL, f"sentence-transformers/{MPNET_MODEL}")
 MPNET_PARTS = 5
-TUNED_E5_LAYERS = "e5-layers.npz"
+TUNED_E5_LAYERS = "e5-layers.npz"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.trainable)
 INT8_LAYERS = 12  # sentence-transformers models this deep run int8 through ONNX Runtime (``OnnxEncoder._quantized``)
-INT8_SUFFIX = "+int8"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.trainable)
+INT8_SUFFIX = "+int8"  # ends the name of an embedder that runs int8 (other vectors: indexed apart)
 
 
 def resolve(model: str | None) -> str:
@@ -112,7 +112,7 @@ class OnnxEncoder:
     FAQ by ``knowledge_base.tuning``) run by ONNX Runtime instead of PyTorch: one query (the knowledge
     base's every search) in a third of the time on one thread, the same vectors (max difference about
     1e-7). The graph is exported from the model's own weights (``source``) once and kept in
-    ``directory``."""
+    ``directory``; with ``int8`` its matrix weights are then quantized (near PyTorch's vectors, not equal)."""
 
     def __init__(self, model: Any, source: Path, directory: Path, threads: int = 1, int8: bool = False):
         import onnxruntime
