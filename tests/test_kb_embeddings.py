@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -87,10 +88,13 @@ def test_a_model_without_token_type_ids_runs_through_onnx(tmp_path, layers):
     got = embedder.encode(texts)
     expected = embedder.model.encode(texts, normalize_embeddings=True)
     assert got.shape == (3, 32) and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    threads = embedder.onnx.session.get_session_options().intra_op_num_threads
     if layers < 12:  # a float graph gives PyTorch's vectors, and keeps the model's name
         assert embedder.name == str(source)
         assert np.abs(got - expected).max() < 1e-4
-    else:  # a deep model's graph has int8 weights: near PyTorch, indexed under another name
+        assert threads == 1
+    else:  # a deep model's graph has int8 weights: near PyTorch, indexed under another name; two threads
         assert embedder.name == f"{source}{INT8_SUFFIX}"
+        assert threads == min(2, os.cpu_count() or 1)
         assert sorted(p.name.endswith("-int8.onnx") for p in (tmp_path / "onnx").iterdir()) == [False, True]
         assert (got * expected).sum(1).mean() > 0.7
