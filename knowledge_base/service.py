@@ -11,7 +11,7 @@ from assistant.commerce.db import session_factory
 from assistant.settings import Settings
 from knowledge_base import unanswered
 from knowledge_base.confidence import ConfidenceModel
-from knowledge_base.embeddings import make_embedders
+from knowledge_base.embeddings import grouping_embedders, make_embedders
 from knowledge_base.index import KnowledgeIndex, SearchResult, chroma_client
 from knowledge_base.responder import Responder, make_responder, respond
 from knowledge_base.sync import IndexSync
@@ -40,6 +40,7 @@ class KnowledgeBase:
                                                      onnx_dir=settings.kb_model_dir)
         self.index = KnowledgeIndex(self.embedders, client or chroma_client(settings.chroma_dir or settings.var_dir / "chroma", settings.chroma_url))
         self.embedders = self.index.embedders
+        self.grouping = grouping_embedders(self.embedders, settings.kb_model_dir)  # unanswered questions
         model = ConfidenceModel.load(settings.kb_model_dir)
         if model and model.meta.get("embedding_model") != self.embedders.name:
             log.warning("the confidence model was calibrated for another embedding model; run `kefu kb calibrate`")
@@ -91,8 +92,7 @@ class KnowledgeBase:
             group_id = None
             if record:
                 with self.sessions() as session:
-                    group = unanswered.record(session, text, lang, reason,
-                                              self.embedders.for_language(lang))
+                    group = unanswered.record(session, text, lang, reason, self.grouping.for_language(lang))
                     session.commit()
                     group_id = group.id if group else None
             return {**base, "answered": False, "unanswered_id": group_id}

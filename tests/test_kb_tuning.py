@@ -14,7 +14,7 @@ import pytest
 from assistant.settings import Settings
 from knowledge_base import faq, tuning
 from knowledge_base.confidence import Reranker, _folds
-from knowledge_base.embeddings import DEFAULT_MODEL, E5_MODEL, Embedder, make_embedder
+from knowledge_base.embeddings import MINILM_MODEL, E5_MODEL, Embedder, make_embedder
 from knowledge_base.faq import plain
 from knowledge_base.index import Target
 
@@ -81,7 +81,7 @@ def test_the_reranker_is_fit_per_query_language():
 def tuned(tmp_path_factory: pytest.TempPathFactory):
     model_dir = tmp_path_factory.mktemp("var") / "models" / "kb"  # Settings(var_dir=...).kb_model_dir
     lines: list[str] = []
-    meta = tuning.tune(demo_targets(), DEFAULT_MODEL, model_dir, tuning.TuneConfig(epochs=1), log=lines.append)
+    meta = tuning.tune(demo_targets(), MINILM_MODEL, model_dir, tuning.TuneConfig(epochs=1), log=lines.append)
     return model_dir, meta, lines
 
 
@@ -89,7 +89,7 @@ def test_a_tuned_model_describes_itself_and_becomes_current(tuned):
     model_dir, meta, lines = tuned
     path = model_dir / meta["path"]
     assert (path / "model.safetensors").exists() and json.loads((path / "tuning.json").read_text()) == meta
-    assert meta["base"] == DEFAULT_MODEL and meta["entries"] == ENTRIES and meta["config"]["variants"] == 4
+    assert meta["base"] == MINILM_MODEL and meta["entries"] == ENTRIES and meta["config"]["variants"] == 4
     assert meta["history"][0]["epoch"] == 1 and any("epoch 1" in line for line in lines)
     assert tuning.current(model_dir) == meta
 
@@ -108,7 +108,7 @@ def test_the_tuned_model_brings_an_entrys_variants_and_answer_together(tuned):
         cosine = vectors @ vectors.T
         return float(cosine[same].mean() - cosine[other].mean())
 
-    assert separation(str(model_dir / meta["path"])) > separation(DEFAULT_MODEL) + 0.02  # 0.243 -> 0.273
+    assert separation(str(model_dir / meta["path"])) > separation(MINILM_MODEL) + 0.02  # 0.243 -> 0.273
 
 
 def test_the_tuned_model_runs_through_onnx_with_pytorchs_vectors(tuned, tmp_path):
@@ -123,8 +123,8 @@ def test_the_tuned_model_runs_through_onnx_with_pytorchs_vectors(tuned, tmp_path
 def test_the_knowledge_base_uses_the_tuned_model_only_when_it_should(tuned):
     model_dir, meta, _ = tuned
 
-    def settings(**changes) -> Settings:
-        return Settings(_env_file=None, var_dir=model_dir.parent.parent, **changes)
+    def settings(**changes) -> Settings:  # English configured as the packaged MiniLM, which was tuned
+        return Settings(_env_file=None, var_dir=model_dir.parent.parent, **{"kb_embedding_model": "", **changes})
 
     tuned_path = str(model_dir / meta["path"])
     assert tuning.english_model(settings()) == tuned_path
@@ -139,17 +139,17 @@ def test_the_knowledge_base_uses_the_tuned_model_only_when_it_should(tuned):
 def test_tuning_again_only_when_the_faq_changed(tuned, tmp_path):
     model_dir, meta, _ = tuned
     lines: list[str] = []
-    again = tuning.tune(demo_targets(), DEFAULT_MODEL, model_dir, tuning.TuneConfig(epochs=1), log=lines.append)
+    again = tuning.tune(demo_targets(), MINILM_MODEL, model_dir, tuning.TuneConfig(epochs=1), log=lines.append)
     assert again == meta and lines == [f"the tuned English model {meta['path']} is up to date"]
     work = tmp_path / "models"
-    first = tuning.tune(demo_targets(4), DEFAULT_MODEL, work, tuning.TuneConfig(epochs=1), log=lines.append)
+    first = tuning.tune(demo_targets(4), MINILM_MODEL, work, tuning.TuneConfig(epochs=1), log=lines.append)
     changed = demo_targets(4)
     changed[0].questions["en"] = ["is delivery free", *changed[0].questions["en"][1:]]
-    second = tuning.tune(changed, DEFAULT_MODEL, work, tuning.TuneConfig(epochs=1), log=lines.append)
+    second = tuning.tune(changed, MINILM_MODEL, work, tuning.TuneConfig(epochs=1), log=lines.append)
     assert second["path"] != first["path"] and tuning.current(work) == second
     assert sorted(p.name for p in (work / "tuned").iterdir()) == [Path(second["path"]).name]  # the old one is gone
     with pytest.raises(ValueError, match="at least two"):
-        tuning.tune(demo_targets(1), DEFAULT_MODEL, work)
+        tuning.tune(demo_targets(1), MINILM_MODEL, work)
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +212,8 @@ def test_the_tuned_chinese_layers_run_through_onnx_with_pytorchs_vectors(tuned_z
 def test_the_knowledge_base_uses_each_tuned_model_only_when_it_should(tuned, tuned_zh):
     model_dir = tuned[0]
 
-    def settings(**changes) -> Settings:
-        return Settings(_env_file=None, var_dir=model_dir.parent.parent, **changes)
+    def settings(**changes) -> Settings:  # English configured as the packaged MiniLM, which was tuned
+        return Settings(_env_file=None, var_dir=model_dir.parent.parent, **{"kb_embedding_model": "", **changes})
 
     zh_path = str(model_dir / tuned_zh[1]["path"])
     assert tuning.chinese_model(settings()) == zh_path
