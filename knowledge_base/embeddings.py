@@ -140,7 +140,7 @@ def join_pieces(pieces: list[Path], target: Path) -> Path:
 
 
 class OnnxEncoder:
-    """A local sentence-transformers model with mean pooling (the packaged MiniLM, or one tuned on the
+    """A local sentence-transformers model with mean pooling (a packaged one, or one tuned on the
     FAQ by ``knowledge_base.tuning``) run by ONNX Runtime instead of PyTorch: one query (the knowledge
     base's every search) in a third of the time on one thread, the same vectors (max difference about
     1e-7). The graph is exported from the model's own weights (``source``) once and kept in
@@ -392,7 +392,7 @@ class CachedEmbedder:
 class LanguageEmbedders:
     """Which model embeds each language's text: ``default`` unless a language has its own.
 
-    The packaged MiniLM cannot read Chinese, so by default Chinese goes to multilingual-e5-small.
+    The packaged English models cannot read Chinese, so by default Chinese goes to multilingual-e5-small.
     Languages that share a model share its vectors (and its Chroma collection), so one model for
     both languages also matches questions across languages.
     """

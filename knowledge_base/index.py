@@ -2,7 +2,7 @@
 
 An indexed *target* is one published FAQ entry (``faq:<id>``) or one chunk of a policy document
 (``doc:<chunk id>``). Dense search embeds every question variant and the answer separately, each
-with its language's model (``embeddings.LanguageEmbedders``: MiniLM for English, multilingual-e5 for
+with its language's model (``embeddings.LanguageEmbedders``: all-mpnet-base-v2 for English, multilingual-e5 for
 Chinese by default; one Chroma collection per model), and a target scores its best-matching text.
 BM25 indexes one document per target and language (all its questions plus the answer). The two
 ranked lists are fused by reciprocal rank with per-language weights, a learned reranker reorders the

