@@ -39,6 +39,9 @@ DEFAULT_NLU_TEST = PROJECT_ROOT / "assistant" / "tests" / "nlu"
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: the NLU server's poll of the knowledge base's questions alone
+    # wrote two lines a second into `make run`'s console; the servers log their own requests
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @db_app.command("upgrade")
