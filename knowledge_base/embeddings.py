@@ -189,7 +189,9 @@ class OnnxEncoder:
         partial = path.with_suffix(f".{os.getpid()}.partial")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(Hidden(), tuple(example[n] for n in names), str(partial), dynamo=False,
+            # in eval mode going in: the exporter puts the wrapper back in the mode it had, and a new
+            # module's (training) would switch the model's dropout on for its later PyTorch calls
+            torch.onnx.export(Hidden().eval(), tuple(example[n] for n in names), str(partial), dynamo=False,
                               input_names=names, output_names=["hidden"], opset_version=17,
                               dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names},
                                             "hidden": {0: "batch", 1: "tokens"}})

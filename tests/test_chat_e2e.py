@@ -120,7 +120,7 @@ def test_reconnect_resumes_without_loss_or_duplicates(stack):
     assert resent[0]["seq"] <= last_seq, "a resent message is stored once"
     with session_factory(stack.settings.db_url)() as session:
         rows = session.scalars(select(TranscriptMessage).where(
-            TranscriptMessage.conversation_id == chat.conversation_id)).all()
+            TranscriptMessage.conversation_id == chat.conversation_id).order_by(TranscriptMessage.seq)).all()
     shopper = [r.body["text"] for r in rows if r.sender == "shopper"]
     assert shopper == ["你好", "运费多少"]
     answer = texts(resent)
