@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import logging
 import os
 import threading
@@ -40,11 +39,6 @@ MPNET_MODEL = "all-mpnet-base-v2"  # packaged in pieces (``packaged_mpnet``)
 MPNET_NAMES = (MPNET_MODEL, f"sentence-transformers/{MPNET_MODEL}")
 MPNET_PARTS = 5
 TUNED_E5_LAYERS = "e5-layers.npz"  # in a directory of e5 tuned on the FAQ (knowledge_base.e5.trainable)
-# two questions this close ask the same thing (``knowledge_base.unanswered``, which groups with the
-# packaged MiniLM: ``grouping_embedders``): on the demo FAQ's English variants, 0.002% of the pairs
-# from different entries reach it, and 2-3% of the pairs from one entry (mpnet's cosines run lower
-# than MiniLM's; a model tuned on the FAQ goes by its base model's)
-SAME_MEANING_COSINE = {MINILM_MODEL: 0.85, MPNET_MODEL: 0.80}
 INT8_LAYERS = 12  # sentence-transformers models this deep run int8 through ONNX Runtime (``OnnxEncoder._quantized``)
 INT8_SUFFIX = "+int8"  # ends the name of an embedder that runs int8 (other vectors: indexed apart)
 
@@ -84,18 +78,6 @@ def packaged_mpnet() -> Path | None:
         pieces.append(Path(str(dist.locate_file(files[0]))))
     log.info("unpacking the packaged %s into %s", MPNET_MODEL, target)
     return join_pieces(pieces, target)
-
-
-def base_model(model: str | None, path: Path) -> str:
-    """The packaged model a configured one is or was tuned from (a tuned copy in ``path`` says so in
-    its ``tuning.json``); otherwise the name as configured."""
-    try:
-        model = str(json.loads((path / "tuning.json").read_text())["base"])
-    except (OSError, ValueError, KeyError):
-        pass
-    if not model or model == MINILM_MODEL:
-        return MINILM_MODEL
-    return MPNET_MODEL if model in MPNET_NAMES else model
 
 
 def packaged_onnx_dir(model: Path) -> Path | None:
@@ -246,8 +228,10 @@ class Embedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dimension() or 0)
         self.batch_size = batch_size
-        self.same_meaning_cosine = SAME_MEANING_COSINE.get(base_model(model, Path(path)),
-                                                           SAME_MEANING_COSINE[MINILM_MODEL])
+        # two questions this close ask the same thing (``knowledge_base.unanswered``, which groups English
+        # with the packaged MiniLM: ``grouping_embedders``); on the demo FAQ's English variants 0.002% of
+        # the pairs from different entries reach it
+        self.same_meaning_cosine = 0.85
         self._lock = threading.Lock()
         self.onnx: OnnxEncoder | None = None
         if onnx_dir is not None and local and (Path(path) / "model.safetensors").exists():

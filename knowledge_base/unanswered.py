@@ -3,7 +3,7 @@
 Questions are grouped by meaning: a new question joins an open group of the same language when it is
 the same after normalisation, when their embeddings are close (the packaged MiniLM for English at
 cosine >= 0.85, the packaged multilingual-e5-small for Chinese at 0.94: ``embeddings.grouping_embedders``
-and ``SAME_MEANING_COSINE``), or when their words overlap strongly (BM25 terms, Jaccard >= 0.6).
+and each embedder's ``same_meaning_cosine``), or when their words overlap strongly (BM25 terms, Jaccard >= 0.6).
 Personal data is masked before anything is stored.
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge_base.embeddings import (INT8_SUFFIX, MINILM_MODEL, MPNET_MODEL, SAME_MEANING_COSINE, Embedder, OnnxEncoder,
-                                       base_model, join_pieces, packaged_mpnet)
+from knowledge_base.embeddings import INT8_SUFFIX, MPNET_MODEL, Embedder, OnnxEncoder, join_pieces, packaged_mpnet
 
 
 def split_zip(tmp_path: Path, files: dict[str, bytes], pieces: int = 3) -> list[Path]:
@@ -104,14 +102,3 @@ def test_a_model_without_token_type_ids_runs_through_onnx(tmp_path, layers):
         assert sorted(p.name.endswith("-int8.onnx") for p in (tmp_path / "onnx").iterdir()) == [False, True]
         assert (got * expected).sum(1).mean() > 0.7
 
-
-def test_a_tuned_copy_judges_same_meaning_like_its_base_model(tmp_path):
-    """Each English model has its own cosine for "the same question" (mpnet's run lower than MiniLM's);
-    a copy tuned on the FAQ says in its tuning.json which model it came from."""
-    nowhere = tmp_path / "nowhere"
-    (tmp_path / "tuning.json").write_text(json.dumps({"base": MPNET_MODEL}))
-    assert base_model(str(tmp_path), tmp_path) == MPNET_MODEL
-    assert base_model("", nowhere) == base_model(MINILM_MODEL, nowhere) == MINILM_MODEL
-    assert base_model(f"sentence-transformers/{MPNET_MODEL}", nowhere) == MPNET_MODEL
-    assert base_model("someone/else", nowhere) == "someone/else"
-    assert SAME_MEANING_COSINE[MPNET_MODEL] < SAME_MEANING_COSINE[MINILM_MODEL]
