@@ -49,6 +49,27 @@ def test_batches_never_pair_two_texts_of_one_entry_against_each_other():
         assert len(groups_in_batch) == len(set(groups_in_batch)) and 1 < len(batch) <= 4
 
 
+def test_the_kept_model_blends_the_tuned_weights_with_the_base_models():
+    import torch
+
+    grouped = tuning.groups(demo_targets(6))
+    start = tuning.trainable_model(MINILM_MODEL)
+    initial = {name: value.clone() for name, value in start.state_dict().items()}
+    tuning.train(start, grouped, tuning.TuneConfig(epochs=1, blend=1.0))  # the tuned weights alone
+    tuned = start.state_dict()
+    kept = tuning.trainable_model(MINILM_MODEL)
+    tuning.train(kept, grouped, tuning.TuneConfig(epochs=1, blend=0.8))  # the same run, blended
+    moved = 0
+    for name, value in kept.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.8 * tuned[name] + 0.2 * initial[name], atol=1e-5), name
+            moved += not torch.equal(tuned[name], initial[name])
+        else:  # position ids
+            assert torch.equal(value, initial[name])
+    assert moved > 50  # the tuning changed the weights, so the blend is not the tuned or the base model
+    assert tuning.TuneConfig().blend == 0.8 and tuning.default_config("zh").blend == 0.8
+
+
 def test_calibration_holds_out_only_variants_the_tuned_model_never_saw():
     targets = demo_targets()
     held = [q for fold in _folds(targets, 5, 13, kept={"en": 4}) for q in fold]
