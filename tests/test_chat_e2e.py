@@ -143,6 +143,29 @@ def test_nlu_server_parses_messages_and_rejects_malformed_requests(stack):
     assert postback["entities"][0]["value"] == "AP000"
 
 
+def test_a_policy_question_asked_while_a_form_waits_is_answered_and_the_form_asks_again(stack):
+    """A shopper asked for an order number asks a store-policy question instead: the knowledge base
+    answers it (with its source), the form asks for the number again, and the lookup then goes on."""
+    own, own_digits = an_order(stack, "shipped")
+    chat = ChatClient(stack.ws_url, "en")
+    assert "order number" in texts(chat.say("where is my order?"))
+    replies = chat.say("do you deliver to Macau?")
+    assert "mainland China" in texts(replies) and "doesn't look like an order number" not in texts(replies)
+    assert of_type(replies, "citations")[0]["sources"][0]["key"] == "delivery_area"
+    assert texts(replies[-1:]).startswith("What's your order number")  # asked again, last
+    assert "last 4 digits" in texts(chat.say(own))
+    order = of_type(chat.say(own_digits), "order")[0]
+    assert order["order_id"] == own and order["status"] == "shipped"
+    chat.close()
+
+    chat = ChatClient(stack.ws_url, "zh")
+    assert "订单号" in texts(chat.say("我的订单到哪了"))
+    replies = chat.say("你们发货到澳门吗")
+    assert "中国大陆" in texts(replies) and "不像订单号" not in texts(replies)
+    assert "订单号" in texts(replies[-1:])
+    chat.close()
+
+
 def test_faq_answers_come_from_the_knowledge_base_with_sources(stack):
     chat = ChatClient(stack.ws_url, "en")
     replies = chat.say("do you deliver to Macau?")
