@@ -143,9 +143,10 @@ def test_nlu_server_parses_messages_and_rejects_malformed_requests(stack):
     assert postback["entities"][0]["value"] == "AP000"
 
 
-def test_a_policy_question_asked_while_a_form_waits_is_answered_and_the_form_asks_again(stack):
+def test_a_question_asked_while_a_form_waits_is_answered_and_the_form_asks_again(stack):
     """A shopper asked for an order number asks a store-policy question instead: the knowledge base
-    answers it (with its source), the form asks for the number again, and the lookup then goes on."""
+    answers it (with its source), the form asks for the number again, and the lookup then goes on; a
+    warranty question (its own intent) is answered the same way."""
     own, own_digits = an_order(stack, "shipped")
     chat = ChatClient(stack.ws_url, "en")
     assert "order number" in texts(chat.say("where is my order?"))
@@ -162,6 +163,9 @@ def test_a_policy_question_asked_while_a_form_waits_is_answered_and_the_form_ask
     assert "订单号" in texts(chat.say("我的订单到哪了"))
     replies = chat.say("你们发货到澳门吗")
     assert "中国大陆" in texts(replies) and "不像订单号" not in texts(replies)
+    assert "订单号" in texts(replies[-1:])
+    replies = chat.say("耳机保修期过了坏了一边能修吗")  # a question with its own intent (warranty_repair)
+    assert "1年质保" in texts(replies) and "不像订单号" not in texts(replies)
     assert "订单号" in texts(replies[-1:])
     chat.close()
 
