@@ -264,7 +264,7 @@ def print_table(report: dict) -> None:
               f"{row['publish_to_searchable_s']['p50']} s, max {row['publish_to_searchable_s']['max']} s")
 
 
-def blend(config: dict) -> str:
+def blend_note(config: dict) -> str:
     share = config.get("blend", 1.0)
     return f"; kept: {share:g} of the tuned weights, {1 - share:.2g} of the base model's" if share < 1 else ""
 
@@ -275,7 +275,7 @@ def tuning_note(report: dict) -> str:
         return "The packaged models, untuned (`--no-tune`)."
     parts = [f"{tuning.NAMES[language]}: {meta['base']} tuned on the {meta['entries']}-entry FAQ's first "
              f"{meta['config']['variants']} question variants and answers ({meta['config']['epochs']} epochs, "
-             f"{meta['seconds']} s{blend(meta['config'])})" for language, meta in tuned.items()]
+             f"{meta['seconds']} s{blend_note(meta['config'])})" for language, meta in tuned.items()]
     untuned = [tuning.NAMES[language] for language in tuning.LANGUAGES if language not in tuned]
     return ("; ".join(parts) + ", as `kefu kb tune` does; calibration holds out only the other variants."
             + (f" {', '.join(untuned)}: untuned." if untuned else ""))
