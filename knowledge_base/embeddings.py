@@ -229,6 +229,11 @@ class Embedder:
     take about 12 s).
     """
 
+    # two questions this close ask the same thing (``knowledge_base.unanswered``, which groups English
+    # with the packaged MiniLM: ``grouping_embedders``); on the demo FAQ's English variants 0.002% of
+    # the pairs from different entries reach it
+    same_meaning_cosine = 0.85
+
     def __init__(self, model: str | None = None, batch_size: int = 64, onnx_dir: Path | None = None):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
@@ -240,10 +245,6 @@ class Embedder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dimension() or 0)
         self.batch_size = batch_size
-        # two questions this close ask the same thing (``knowledge_base.unanswered``, which groups English
-        # with the packaged MiniLM: ``grouping_embedders``); on the demo FAQ's English variants 0.002% of
-        # the pairs from different entries reach it
-        self.same_meaning_cosine = 0.85
         self._lock = threading.Lock()
         self.onnx: OnnxEncoder | None = None
         if onnx_dir is not None and local and (Path(path) / "model.safetensors").exists():

@@ -105,7 +105,6 @@ def test_a_model_without_token_type_ids_runs_through_onnx(tmp_path, layers):
         assert (got * expected).sum(1).mean() > 0.7
 
 
-
 def test_quantizing_says_nothing_on_the_root_logger(tmp_path, caplog):
     """ONNX Runtime's quantizer warns every first start that a model should be pre-processed (advice for
     image models): kefu's consoles do not show it, and the root logger's level is left as it was."""
